@@ -1,0 +1,4 @@
+export * from './messages.js';
+export * from './errors.js';
+export * from './binary-frame.js';
+export * from './parse.js';
