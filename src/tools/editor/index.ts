@@ -1,0 +1,1 @@
+export { createEditorTool, editorTool, type EditorInput, type EditorToolOptions } from './editor-tool.js';

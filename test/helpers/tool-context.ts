@@ -1,0 +1,110 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { OutputStream, Sandbox } from '../../src/sandbox/driver.js';
+import { DEFAULT_LIMITS } from '../../src/sandbox/driver.js';
+import type { IsolatePool } from '../../src/sandbox/isolate/isolate-pool.js';
+import type { SessionState, ToolContext, ToolDefinition, ToolOutcome } from '../../src/tools/tool.js';
+import { noopLogger } from '../../src/util/logger.js';
+
+/** A real in-memory SessionState: a map whose values are disposed on close. */
+export class MemorySessionState implements SessionState {
+  private readonly values = new Map<string, { dispose(): Promise<void> }>();
+
+  get<T extends { dispose(): Promise<void> }>(key: string): T | undefined {
+    return this.values.get(key) as T | undefined;
+  }
+
+  set<T extends { dispose(): Promise<void> }>(key: string, value: T): void {
+    this.values.set(key, value);
+  }
+
+  delete(key: string): void {
+    this.values.delete(key);
+  }
+
+  async dispose(): Promise<void> {
+    const all = [...this.values.values()];
+    this.values.clear();
+    await Promise.all(all.map((v) => v.dispose()));
+  }
+}
+
+/** One chunk a tool emitted. */
+export interface Emitted {
+  stream: OutputStream;
+  chunk: Buffer;
+}
+
+export interface TestToolContext extends ToolContext {
+  /** Everything emitted so far, in order. */
+  emitted: Emitted[];
+  /** Cancels the call (aborts `signal` with a RunnerError like the executor does). */
+  cancel(): void;
+}
+
+export interface ToolContextOptions {
+  sandbox: Sandbox;
+  session?: SessionState;
+  timeoutMs?: number;
+  env?: Record<string, string>;
+  /** Called with each emitted chunk; awaited (lets a test observe streaming). */
+  onEmit?: (e: Emitted) => void | Promise<void>;
+}
+
+/** A ToolContext over a real sandbox and a real in-memory session. */
+export function makeToolContext(options: ToolContextOptions): TestToolContext {
+  const controller = new AbortController();
+  const emitted: Emitted[] = [];
+  let n = 0;
+  return {
+    callId: `call-${process.pid}-${++n}`,
+    signal: controller.signal,
+    timeoutMs: options.timeoutMs ?? 30_000,
+    logger: noopLogger,
+    emitted,
+    async emit(stream, chunk) {
+      const e = { stream, chunk: Buffer.from(chunk) };
+      emitted.push(e);
+      await options.onEmit?.(e);
+    },
+    sandbox: () => Promise.resolve(options.sandbox),
+    isolates: undefined as unknown as IsolatePool,
+    session: options.session ?? new MemorySessionState(),
+    env: options.env ?? {},
+    cancel() {
+      controller.abort(new Error('cancelled by test'));
+    },
+  };
+}
+
+/** Validates `input` with the tool's schema (as the runner does) and runs it. */
+export async function callTool<I>(tool: ToolDefinition<I>, input: unknown, ctx: ToolContext): Promise<ToolOutcome> {
+  return tool.run(tool.inputSchema.parse(input), ctx);
+}
+
+/** The result's text (all text blocks joined). */
+export function outcomeText(outcome: ToolOutcome): string {
+  return typeof outcome.content === 'string' ? outcome.content : outcome.content.map((b) => b.text).join('\n');
+}
+
+/**
+ * A workspace-only sandbox over a real temporary directory, for the tools that
+ * work on the workspace from the host (editor, files). It runs no processes.
+ */
+export async function hostWorkspace(): Promise<Sandbox & { cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'sr-ws-'));
+  const refuse = (): never => {
+    throw new Error('this test sandbox runs no processes; use the bwrap driver');
+  };
+  return {
+    id: path.basename(dir).toLowerCase(),
+    driver: 'bwrap',
+    workspaceDir: dir,
+    limits: DEFAULT_LIMITS,
+    spawn: () => Promise.resolve(refuse()),
+    run: () => Promise.resolve(refuse()),
+    dispose: () => Promise.resolve(),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
