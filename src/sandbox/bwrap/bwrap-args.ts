@@ -1,0 +1,79 @@
+/**
+ * The bubblewrap command line of one sandboxed process, as an argv array (never
+ * a shell string). Pure: the driver gathers the paths, this decides the policy.
+ *
+ * Layout inside: a tmpfs `/` (so mount points can be made for anything), each
+ * top-level entry of the image bound read-only, a private writable
+ * `/workspace` (bound from the host), a size-capped tmpfs `/tmp`, a fresh
+ * `/proc` for the new pid namespace, a minimal `/dev`, then `/` made read-only.
+ */
+export interface RootEntry {
+  /** Name under `/`, e.g. `usr`. */
+  name: string;
+  /** A symlink target (`usr/bin` for a merged-/usr `/bin`), or the host path to bind read-only. */
+  symlink?: string;
+  hostPath?: string;
+}
+
+export interface BwrapArgsInput {
+  bwrapPath: string;
+  /** Entries of `/` inside. */
+  root: RootEntry[];
+  /** Host dir bound read-write at /workspace. */
+  workspaceDir: string;
+  /** Size of the /tmp tmpfs, in bytes. */
+  tmpBytes: number;
+  /** Extra read-only binds: [host path, path inside], after the root (e.g. synthesized /etc files, injected files). */
+  roBinds: Array<[string, string]>;
+  /** Read-write binds (e.g. the egress proxy's unix socket directory). */
+  binds?: Array<[string, string]>;
+  /** Keep the host's network namespace (only for network modes that allow it). */
+  shareNet: boolean;
+  hostname: string;
+  env: Record<string, string>;
+  cwd: string;
+  argv: string[];
+  /** uid/gid inside. */
+  uid: number;
+  gid: number;
+}
+
+/** Builds the argv that runs `input.argv` under bwrap with every hardening flag. */
+export function buildBwrapArgs(input: BwrapArgsInput): string[] {
+  const a: string[] = [input.bwrapPath];
+  // Namespaces: user, pid, ipc, uts, cgroup, and net unless shared explicitly.
+  a.push('--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup');
+  if (!input.shareNet) a.push('--unshare-net');
+  a.push('--uid', String(input.uid), '--gid', String(input.gid), '--hostname', input.hostname);
+  // The sandbox dies with the runner; a new session stops TIOCSTI injection
+  // into a controlling terminal (CVE-2017-5226).
+  a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
+  // No nested user namespaces: they are the usual first step of kernel exploits.
+  a.push('--disable-userns');
+  a.push('--tmpfs', '/');
+  for (const e of input.root) {
+    if (e.symlink !== undefined) a.push('--symlink', e.symlink, `/${e.name}`);
+    else if (e.hostPath !== undefined) a.push('--ro-bind', e.hostPath, `/${e.name}`);
+  }
+  for (const [host, inside] of input.roBinds) a.push('--ro-bind', host, inside);
+  a.push('--bind', input.workspaceDir, '/workspace');
+  for (const [host, inside] of input.binds ?? []) a.push('--bind', host, inside);
+  a.push('--perms', '1777', '--size', String(Math.max(1024 * 1024, Math.floor(input.tmpBytes))), '--tmpfs', '/tmp');
+  a.push('--proc', '/proc', '--dev', '/dev');
+  a.push('--remount-ro', '/');
+  a.push('--clearenv');
+  for (const [k, v] of Object.entries(input.env)) a.push('--setenv', k, v);
+  a.push('--chdir', input.cwd);
+  a.push('--', ...input.argv);
+  return a;
+}
+
+/**
+ * Wraps `command` so that the process joins its cgroups before anything runs:
+ * the shell script is fixed text, the cgroup files and the command come in as
+ * separate argv entries and are never interpolated.
+ */
+export function wrapInCgroup(procsFiles: string[], command: string[]): string[] {
+  const script = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+  return ['/bin/sh', '-c', script, 'sandbox-cgroup-wrapper', ...procsFiles, '--', ...command];
+}

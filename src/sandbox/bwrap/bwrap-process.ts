@@ -1,0 +1,104 @@
+import { spawn } from 'node:child_process';
+import { statfs } from 'node:fs/promises';
+import type { ProcessExit, SandboxProcess } from '../driver.js';
+import type { SandboxCgroup } from '../cgroups/cgroups.js';
+
+/**
+ * A live process in a bwrap sandbox: bwrap's own pid on the host, whose death
+ * takes the sandbox's pid namespace (and everything in it) along.
+ */
+export interface BwrapProcessOptions {
+  argv: string[];
+  cgroup: SandboxCgroup | undefined;
+  /** The host workspace dir, watched for a full disk. */
+  workspaceDir: string;
+  /** Whether the workspace is a size-capped filesystem of its own (so "full" means the limit). */
+  workspaceCapped: boolean;
+  /** How often limits are checked while the process runs. */
+  monitorIntervalMs: number;
+  signal?: AbortSignal;
+}
+
+/** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
+export async function startBwrapProcess(options: BwrapProcessOptions): Promise<SandboxProcess> {
+  const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
+  const child = spawn(options.argv[0]!, options.argv.slice(1), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    // The wrapper and bwrap need nothing from the runner's environment; the
+    // sandbox's own environment is set with --clearenv/--setenv.
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+  let limit: ProcessExit['limit'];
+  let dead = false;
+  const kill = (): void => {
+    if (dead) return;
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // gone already
+    }
+  };
+  const endFor = (why: NonNullable<ProcessExit['limit']>): void => {
+    limit ??= why;
+    kill();
+  };
+
+  const checkLimits = async (exitCode?: number | null): Promise<void> => {
+    if (options.cgroup) {
+      const ev = await options.cgroup.events();
+      if (ev.oomKills > baseline.oomKills) return endFor('memory');
+      if (ev.pidsMax > baseline.pidsMax) return endFor('processes');
+    }
+    // At exit, a full disk only explains a failure, not a success.
+    if (options.workspaceCapped && exitCode !== 0) {
+      const fs = await statfs(options.workspaceDir).catch(() => undefined);
+      if (fs && fs.bavail === 0) return endFor('disk');
+    }
+  };
+  // Polling: cgroup v1 has no event fd for pids, and a fork bomb or a filler
+  // loop that shrugs off EAGAIN/ENOSPC never ends by itself.
+  let checking = false;
+  const monitor = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    void checkLimits().finally(() => {
+      checking = false;
+    });
+  }, options.monitorIntervalMs);
+  monitor.unref();
+
+  const onAbort = (): void => kill();
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const exited = new Promise<ProcessExit>((resolve, reject) => {
+    child.once('error', (err) => {
+      dead = true;
+      clearInterval(monitor);
+      reject(err);
+    });
+    child.once('exit', (code, signal) => {
+      dead = true;
+      clearInterval(monitor);
+      options.signal?.removeEventListener('abort', onAbort);
+      // One last look: the OOM killer may have ended it between two polls.
+      void checkLimits(code)
+        .catch(() => undefined)
+        .then(() => {
+          if (!limit && signal === 'SIGXFSZ') limit = 'disk';
+          // bwrap reports a signalled child as 128 + signo.
+          if (!limit && code === 128 + 25) limit = 'disk';
+          resolve({ code, signal, ...(limit ? { limit } : {}) });
+        });
+    });
+  });
+  // A spawn failure surfaces through `exited`; avoid an unhandled rejection here.
+  exited.catch(() => undefined);
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    exited,
+    kill,
+  };
+}

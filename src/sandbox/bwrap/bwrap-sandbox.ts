@@ -1,0 +1,157 @@
+import { rm } from 'node:fs/promises';
+import type { Logger } from '../../util/logger.js';
+import { RunnerError } from '../../util/errors.js';
+import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, SpawnOptions } from '../driver.js';
+import type { SandboxCgroup } from '../cgroups/cgroups.js';
+import { runProcess } from '../run-process.js';
+import { buildBwrapArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
+import { startBwrapProcess } from './bwrap-process.js';
+
+/** Everything a BwrapSandbox needs, gathered by the driver's create(). */
+export interface BwrapSandboxInit {
+  id: string;
+  bwrapPath: string;
+  /** Host dir of this sandbox (workspace, synthesized files); removed at dispose. */
+  sandboxDir: string;
+  workspaceDir: string;
+  /** Whether workspaceDir is a size-capped tmpfs mounted by the driver (unmounted at dispose). */
+  workspaceMounted: boolean;
+  root: RootEntry[];
+  roBinds: Array<[string, string]>;
+  binds: Array<[string, string]>;
+  shareNet: boolean;
+  env: Record<string, string>;
+  limits: SandboxLimits;
+  cgroup: SandboxCgroup | undefined;
+  /** Host uid/gid the sandbox runs as (setpriv), or undefined to keep the runner's. */
+  hostUid: number | undefined;
+  /** rlimits applied with prlimit, e.g. `--nproc=256`. */
+  rlimits: string[];
+  monitorIntervalMs: number;
+  logger: Logger;
+  /** Undoes the workspace mount; given by the driver. */
+  unmountWorkspace: () => Promise<void>;
+}
+
+/** A bubblewrap sandbox: a private workspace and limits, any number of processes. */
+export class BwrapSandbox implements Sandbox {
+  readonly driver = 'bwrap' as const;
+  readonly id: string;
+  readonly workspaceDir: string;
+  readonly limits: SandboxLimits;
+  private readonly live = new Set<SandboxProcess>();
+  private disposing: Promise<void> | undefined;
+
+  constructor(private readonly init: BwrapSandboxInit) {
+    this.id = init.id;
+    this.workspaceDir = init.workspaceDir;
+    this.limits = init.limits;
+  }
+
+  /** Host pids of every process in the sandbox (from its cgroup; empty without cgroups). For diagnostics and tests. */
+  async hostPids(): Promise<number[]> {
+    return (await this.init.cgroup?.pids()) ?? [];
+  }
+
+  /** The host uid the sandbox's processes run as, when the driver assigned one (running as root). */
+  get hostUid(): number | undefined {
+    return this.init.hostUid;
+  }
+
+  /** The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap. */
+  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>): string[] {
+    const i = this.init;
+    const bwrap = buildBwrapArgs({
+      bwrapPath: i.bwrapPath,
+      root: i.root,
+      workspaceDir: i.workspaceDir,
+      tmpBytes: Math.min(i.limits.workspaceBytes, i.limits.memoryBytes),
+      roBinds: i.roBinds,
+      binds: i.binds,
+      shareNet: i.shareNet,
+      hostname: 'sandbox',
+      env: { ...i.env, ...options.env },
+      cwd: options.cwd ?? '/workspace',
+      argv: options.argv,
+      uid: 1000,
+      gid: 1000,
+    });
+    const setpriv =
+      i.hostUid === undefined
+        ? []
+        : ['setpriv', `--reuid=${i.hostUid}`, `--regid=${i.hostUid}`, '--clear-groups', '--'];
+    const prlimit = i.rlimits.length > 0 ? ['prlimit', ...i.rlimits, '--'] : [];
+    const command = [...prlimit, ...setpriv, ...bwrap];
+    return i.cgroup ? wrapInCgroup(i.cgroup.procsFiles, command) : command;
+  }
+
+  async spawn(options: SpawnOptions): Promise<SandboxProcess> {
+    if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
+    if (options.argv.length === 0) throw new RunnerError('invalid_input', 'argv is empty; give at least the program to run');
+    const proc = await startBwrapProcess({
+      argv: this.commandFor(options),
+      cgroup: this.init.cgroup,
+      workspaceDir: this.workspaceDir,
+      workspaceCapped: this.init.workspaceMounted,
+      monitorIntervalMs: this.init.monitorIntervalMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    this.live.add(proc);
+    void proc.exited.catch(() => undefined).finally(() => this.live.delete(proc));
+    return proc;
+  }
+
+  async run(request: RunRequest): Promise<RunResult> {
+    const startedAt = Date.now();
+    const wallTimeMs = Math.min(request.timeoutMs ?? this.limits.wallTimeMs, this.limits.wallTimeMs);
+    const proc = await this.spawn({
+      argv: request.argv,
+      ...(request.cwd ? { cwd: request.cwd } : {}),
+      ...(request.env ? { env: request.env } : {}),
+    });
+    const result = await runProcess(proc, {
+      outputBytes: this.limits.outputBytes,
+      wallTimeMs,
+      startedAt,
+      ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
+      ...(request.onOutput ? { onOutput: request.onOutput } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+    if (result.exitCode === 1 && result.stdout.length === 0 && /^bwrap: /.test(result.stderr.toString())) {
+      throw new RunnerError('sandbox_failed', `bwrap could not set up sandbox ${this.id}; check the detail and run sandbox-runner doctor`, {
+        detail: result.stderr.toString().slice(0, 2000),
+      });
+    }
+    return result;
+  }
+
+  /** Kills every process in the sandbox, removes its cgroup, workspace and files. Idempotent. */
+  dispose(): Promise<void> {
+    this.disposing ??= this.disposeOnce();
+    return this.disposing;
+  }
+
+  private async disposeOnce(): Promise<void> {
+    let first: unknown;
+    const step = async (fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        first ??= err;
+      }
+    };
+    for (const p of this.live) p.kill();
+    await step(async () => {
+      await Promise.all([...this.live].map((p) => p.exited.catch(() => undefined)));
+    });
+    if (this.init.cgroup) await step(() => this.init.cgroup!.remove());
+    await step(() => this.init.unmountWorkspace());
+    await step(() => rm(this.init.sandboxDir, { recursive: true, force: true }));
+    if (first !== undefined) {
+      this.init.logger.warn({ err: first, sandbox: this.id }, 'sandbox dispose was incomplete');
+      throw first instanceof RunnerError
+        ? first
+        : new RunnerError('sandbox_failed', `sandbox ${this.id} was not fully removed; check for leftover mounts under ${this.init.sandboxDir}`, { cause: first });
+    }
+  }
+}

@@ -1,0 +1,238 @@
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { noopLogger, type Logger } from '../../util/logger.js';
+
+/**
+ * Per-sandbox cgroups, for cgroup v2 (unified) and v1 (one hierarchy a
+ * controller), detected at runtime. Bubblewrap has no limits of its own; the
+ * cgroup holds memory (swap none), processes and CPU of everything a sandbox
+ * starts, tells afterwards which limit was hit, and kills the whole tree.
+ */
+export type CgroupVersion = 'v2' | 'v1';
+
+export interface CgroupLimits {
+  memoryBytes: number;
+  maxProcesses: number;
+  cpus: number;
+}
+
+/** Counters of limit hits since the cgroup was made. */
+export interface CgroupEvents {
+  /** Processes the kernel OOM-killed because of the memory limit. */
+  oomKills: number;
+  /** Forks refused because of the process limit. */
+  pidsMax: number;
+}
+
+export interface CgroupManagerOptions {
+  /** Mount point of the cgroup filesystems. Default `/sys/fs/cgroup`. */
+  mountRoot?: string;
+  /** Folder (relative to each hierarchy's root) that holds the sandboxes' cgroups. Default `sandbox-runner`. */
+  parent?: string;
+  logger?: Logger;
+}
+
+/** What applies on this host, as found by detect(). */
+export type CgroupSupport = { available: true; version: CgroupVersion } | { available: false; reason: string };
+
+const V1_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+
+/** Makes and removes the cgroups of sandboxes. */
+export class CgroupManager {
+  private readonly mountRoot: string;
+  private readonly parent: string;
+  private readonly logger: Logger;
+  private support: Promise<CgroupSupport> | undefined;
+
+  constructor(options: CgroupManagerOptions = {}) {
+    this.mountRoot = options.mountRoot ?? '/sys/fs/cgroup';
+    this.parent = options.parent ?? 'sandbox-runner';
+    this.logger = options.logger ?? noopLogger;
+  }
+
+  /** Finds the cgroup version and whether this process may make cgroups; cached. */
+  detect(): Promise<CgroupSupport> {
+    this.support ??= this.detectOnce();
+    return this.support;
+  }
+
+  private async detectOnce(): Promise<CgroupSupport> {
+    const root = this.mountRoot;
+    try {
+      const controllers = await readFile(path.join(root, 'cgroup.controllers'), 'utf8').catch(() => undefined);
+      if (controllers !== undefined) {
+        const have = controllers.trim().split(/\s+/);
+        for (const c of ['memory', 'pids', 'cpu']) {
+          if (!have.includes(c)) return { available: false, reason: `cgroup v2 controller ${c} is not enabled at ${root}` };
+        }
+        // Controllers must be enabled on each level down to the sandbox's cgroup.
+        const parentDir = path.join(root, this.parent);
+        await writeFile(path.join(root, 'cgroup.subtree_control'), '+memory +pids +cpu');
+        await mkdir(parentDir, { recursive: true });
+        await writeFile(path.join(parentDir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+        return { available: true, version: 'v2' };
+      }
+      for (const c of V1_CONTROLLERS) {
+        await access(path.join(root, c, 'cgroup.procs'));
+        await mkdir(path.join(root, c, this.parent), { recursive: true });
+      }
+      return { available: true, version: 'v1' };
+    } catch (err) {
+      const reason = `cgroups under ${root} cannot be written (${(err as Error).message}); limits fall back to rlimits`;
+      this.logger.debug({ err }, reason);
+      return { available: false, reason };
+    }
+  }
+
+  /**
+   * Kills and removes every sandbox cgroup under the parent: the leftovers of a
+   * runner that died. Only one runner may use a parent. With `parentToo`, the
+   * parent goes as well (tests, uninstall). Returns the ids removed.
+   */
+  async cleanupOrphans(options: { parentToo?: boolean } = {}): Promise<string[]> {
+    const support = await this.detect();
+    if (!support.available) return [];
+    const probeDir = support.version === 'v2' ? path.join(this.mountRoot, this.parent) : path.join(this.mountRoot, 'pids', this.parent);
+    const entries = await readdir(probeDir, { withFileTypes: true }).catch(() => []);
+    const ids = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+    for (const id of ids) {
+      await new SandboxCgroup(support.version, this.mountRoot, this.parent, id).remove();
+      this.logger.info({ sandbox: id }, 'removed orphaned sandbox cgroup');
+    }
+    if (options.parentToo) {
+      const parents = support.version === 'v2' ? [path.join(this.mountRoot, this.parent)] : V1_CONTROLLERS.map((c) => path.join(this.mountRoot, c, this.parent));
+      for (const d of parents) await rmdir(d).catch(() => undefined);
+      this.support = undefined;
+    }
+    return ids;
+  }
+
+  /** Makes the cgroup of sandbox `id` with its limits, or undefined when cgroups are not usable. */
+  async create(id: string, limits: CgroupLimits): Promise<SandboxCgroup | undefined> {
+    const support = await this.detect();
+    if (!support.available) return undefined;
+    const cg = new SandboxCgroup(support.version, this.mountRoot, this.parent, id);
+    await cg.setup(limits);
+    return cg;
+  }
+}
+
+/** The cgroup (v2) or cgroups (v1, one per controller) of one sandbox. */
+export class SandboxCgroup {
+  constructor(
+    readonly version: CgroupVersion,
+    private readonly mountRoot: string,
+    private readonly parent: string,
+    readonly id: string,
+  ) {}
+
+  private dir(controller?: (typeof V1_CONTROLLERS)[number]): string {
+    return this.version === 'v2'
+      ? path.join(this.mountRoot, this.parent, this.id)
+      : path.join(this.mountRoot, controller ?? 'pids', this.parent, this.id);
+  }
+
+  private dirs(): string[] {
+    return this.version === 'v2' ? [this.dir()] : V1_CONTROLLERS.map((c) => this.dir(c));
+  }
+
+  /**
+   * The `cgroup.procs` files a process must write its pid into to join: the
+   * wrapper does so before it execs bwrap, so nothing forks outside the limits.
+   */
+  get procsFiles(): string[] {
+    return this.dirs().map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  async setup(limits: CgroupLimits): Promise<void> {
+    for (const d of this.dirs()) await mkdir(d, { recursive: true });
+    const mem = String(Math.max(4 * 1024 * 1024, Math.floor(limits.memoryBytes)));
+    const pids = String(Math.max(1, Math.floor(limits.maxProcesses)));
+    const period = 100_000;
+    const quota = Math.max(1000, Math.round(limits.cpus * period));
+    if (this.version === 'v2') {
+      const d = this.dir();
+      await writeFile(path.join(d, 'memory.max'), mem);
+      await writeFile(path.join(d, 'memory.swap.max'), '0').catch(() => undefined);
+      await writeFile(path.join(d, 'pids.max'), pids);
+      await writeFile(path.join(d, 'cpu.max'), `${quota} ${period}`);
+      return;
+    }
+    await writeFile(path.join(this.dir('memory'), 'memory.limit_in_bytes'), mem);
+    // memsw exists only with swap accounting; without swap there is nothing to cap.
+    await writeFile(path.join(this.dir('memory'), 'memory.memsw.limit_in_bytes'), mem).catch(() => undefined);
+    await writeFile(path.join(this.dir('pids'), 'pids.max'), pids);
+    await writeFile(path.join(this.dir('cpu'), 'cpu.cfs_period_us'), String(period));
+    await writeFile(path.join(this.dir('cpu'), 'cpu.cfs_quota_us'), String(quota));
+  }
+
+  /** Limit hits so far. */
+  async events(): Promise<CgroupEvents> {
+    const field = async (file: string, key: string): Promise<number> => {
+      const text = await readFile(file, 'utf8').catch(() => '');
+      const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    if (this.version === 'v2') {
+      return {
+        oomKills: await field(path.join(this.dir(), 'memory.events'), 'oom_kill'),
+        pidsMax: await field(path.join(this.dir(), 'pids.events'), 'max'),
+      };
+    }
+    return {
+      oomKills: await field(path.join(this.dir('memory'), 'memory.oom_control'), 'oom_kill'),
+      pidsMax: await field(path.join(this.dir('pids'), 'pids.events'), 'max'),
+    };
+  }
+
+  /** Pids of every process in the sandbox. */
+  async pids(): Promise<number[]> {
+    const text = await readFile(this.procsFiles[this.version === 'v2' ? 0 : 1]!, 'utf8').catch(() => '');
+    return text.split('\n').filter(Boolean).map(Number);
+  }
+
+  /** SIGKILLs every process in the cgroup, until none is left (a fork bomb races the loop). */
+  async killAll(): Promise<void> {
+    if (this.version === 'v2') {
+      // cgroup.kill (Linux 5.14) kills atomically, forks included.
+      const ok = await writeFile(path.join(this.dir(), 'cgroup.kill'), '1').then(() => true, () => false);
+      if (ok) return this.waitEmpty();
+    }
+    for (let round = 0; round < 200; round++) {
+      const pids = await this.pids();
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await sleep(5);
+    }
+  }
+
+  private async waitEmpty(): Promise<void> {
+    for (let round = 0; round < 200 && (await this.pids()).length > 0; round++) await sleep(5);
+  }
+
+  /** Kills what is left and removes the cgroup. Idempotent. */
+  async remove(): Promise<void> {
+    await this.killAll();
+    for (const d of this.dirs()) {
+      // rmdir fails with EBUSY until the kernel has reaped the last task.
+      for (let round = 0; round < 100; round++) {
+        try {
+          await rmdir(d);
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') break;
+          if (code !== 'EBUSY' || round === 99) throw err;
+          await sleep(10);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { DEFAULT_LIMITS, type SandboxLimits, type SandboxSpec } from '../../../src/sandbox/driver.js';
+
+export const IMAGES_DIR = path.resolve(import.meta.dirname, '../../../sandbox-images');
+
+let counter = 0;
+/** A sandbox id unique to this test process. */
+export function sandboxId(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}
+
+export function spec(id: string, overrides: Partial<SandboxSpec> & { limits?: Partial<SandboxLimits> } = {}): SandboxSpec {
+  return {
+    id,
+    image: overrides.image ?? 'base',
+    limits: { ...DEFAULT_LIMITS, wallTimeMs: 30_000, memoryBytes: 256 * 1024 * 1024, ...overrides.limits },
+    network: overrides.network ?? { mode: 'none' },
+    env: overrides.env ?? { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace' },
+    ...(overrides.files ? { files: overrides.files } : {}),
+  };
+}
+
+/** A pino logger whose lines are kept in `lines`, for asserting warnings. */
+export function captureLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  // Sandboxes run as their own host uid: the way down to their workspaces must be traversable.
+  await chmod(dir, 0o711);
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Whether a host pid is still a live process (zombies count as gone). */
+export async function isAlive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (!stat) return false;
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
