@@ -1,0 +1,302 @@
+import { StringDecoder } from 'node:string_decoder';
+import type { Span } from '@opentelemetry/api';
+import {
+  PROTOCOL_VERSION,
+  type CallStatus,
+  type ControlMessage,
+  type MessageOf,
+  type OutputFrame,
+  type RunnerMessage,
+  type ToolCall,
+  type ToolResultContent,
+} from '../protocol/index.js';
+import type { Logger } from '../util/logger.js';
+import { publicCall, type CallRecord, type CallStore, type PublicCall } from './call-store.js';
+import { messageId, type RunnerConnection } from './runner-connection.js';
+import type { ControlPlaneTracer } from './tracing.js';
+
+/** One output chunk as the events stream shows it. */
+export interface OutputEvent {
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  data: string;
+}
+
+/** A listener on one call: its output as it arrives, then its end. */
+export interface CallSubscriber {
+  output(event: OutputEvent): void;
+  end(record: PublicCall): void;
+}
+
+/** A call to start, already validated against the runner's tools and the input schema. */
+export interface SubmitRequest {
+  id: string;
+  name: string;
+  input: Record<string, unknown>;
+  sessionId?: string;
+  timeoutMs?: number;
+}
+
+export interface ToolCallsOptions {
+  store: CallStore;
+  tracer: ControlPlaneTracer;
+  /** Sends to the runner's live connection; false when it has none. */
+  send(runnerId: string, msg: ControlMessage): boolean;
+  clock: () => number;
+  logger: Logger;
+}
+
+/** What is only kept in memory while a call runs. */
+interface LiveCall {
+  span: Span | undefined;
+  subscribers: Set<CallSubscriber>;
+  buffer: OutputEvent[];
+  bufferedBytes: number;
+  decoders: Partial<Record<'stdout' | 'stderr', StringDecoder>>;
+  sentMessageIds: string[];
+}
+
+// Output kept per running call for a client that subscribes late; beyond it,
+// chunks still stream live but are not replayed.
+const REPLAY_BYTES = 8 * 1024 * 1024;
+// `welcome.known` covers results of the last day; older ones a runner resends
+// are still deduplicated and acknowledged, just not announced up front.
+const KNOWN_WINDOW_MS = 24 * 3600_000;
+const KNOWN_MAX = 10_000;
+
+/**
+ * The life of tool calls on the control-plane side: dispatch, redelivery of
+ * unaccepted calls after a reconnect, output fan-out, and storing each result
+ * exactly once (a duplicate is acknowledged again but not stored or announced).
+ */
+export class ToolCalls {
+  readonly #o: ToolCallsOptions;
+  readonly #live = new Map<string, LiveCall>();
+  /** `tool.call` message id → call id, to match a runner's `error` reply to its call. */
+  readonly #byMessage = new Map<string, string>();
+
+  constructor(options: ToolCallsOptions) {
+    this.#o = options;
+  }
+
+  get(id: string): CallRecord | undefined {
+    return this.#o.store.get(id);
+  }
+
+  /**
+   * Starts a call, or returns the existing record when the id was used before
+   * (`created: false`); the check and the insert share one tick, so two
+   * requests with one id start it once.
+   */
+  async submit(runnerId: string, req: SubmitRequest): Promise<{ record: CallRecord; created: boolean }> {
+    const existing = this.#o.store.get(req.id);
+    if (existing) return { record: existing, created: false };
+    const { span, traceId, traceparent } = this.#o.tracer.startCall(req.id, runnerId, req.name);
+    const msg: ToolCall = {
+      v: PROTOCOL_VERSION,
+      id: messageId(),
+      type: 'tool.call',
+      toolUse: { type: 'tool_use', id: req.id, name: req.name, input: req.input },
+      ...(req.sessionId !== undefined ? { sessionId: req.sessionId } : {}),
+      ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
+      traceparent,
+    };
+    const record: CallRecord = {
+      id: req.id,
+      runnerId,
+      name: req.name,
+      sessionId: req.sessionId ?? null,
+      status: 'running',
+      content: null,
+      isError: null,
+      durationMs: null,
+      traceId,
+      createdAt: new Date(this.#o.clock()).toISOString(),
+      endedAt: null,
+      accepted: false,
+      cancelRequested: false,
+      pending: msg,
+    };
+    this.#liveOf(req.id).span = span;
+    await this.#o.store.save(record);
+    this.#dispatch(this.#o.store.get(req.id)!);
+    return { record: this.#o.store.get(req.id)!, created: true };
+  }
+
+  /** Resolves with the record once the call has ended; rejects when `signal` aborts first. */
+  waitForEnd(id: string, signal?: AbortSignal): Promise<PublicCall> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        unsubscribe();
+        reject(signal?.reason);
+      };
+      const unsubscribe = this.subscribe(id, {
+        output: () => undefined,
+        end: (record) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(record);
+        },
+      });
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Replays the output kept so far, then streams; a call already ended is announced at once. */
+  subscribe(id: string, subscriber: CallSubscriber): () => void {
+    const record = this.#o.store.get(id);
+    if (!record) throw new Error(`no call ${id}`);
+    if (record.status !== 'running') {
+      subscriber.end(publicCall(record));
+      return () => undefined;
+    }
+    const live = this.#liveOf(id);
+    for (const event of live.buffer) subscriber.output(event);
+    live.subscribers.add(subscriber);
+    return () => live.subscribers.delete(subscriber);
+  }
+
+  /** Asks the runner to cancel; remembered and sent again on reconnect while the call runs. */
+  async cancel(id: string): Promise<CallRecord | undefined> {
+    const record = this.#o.store.get(id);
+    if (!record || record.status !== 'running') return record;
+    record.cancelRequested = true;
+    await this.#o.store.save(record);
+    this.#sendCancel(record);
+    return record;
+  }
+
+  /** Result ids this control plane holds for a runner, for `welcome.known`. */
+  knownResults(runnerId: string): string[] {
+    const since = this.#o.clock() - KNOWN_WINDOW_MS;
+    return this.#o.store
+      .forRunner(runnerId)
+      .filter((r) => r.status !== 'running' && r.endedAt !== null && Date.parse(r.endedAt) >= since)
+      .sort((a, b) => b.endedAt!.localeCompare(a.endedAt!))
+      .slice(0, KNOWN_MAX)
+      .map((r) => r.id);
+  }
+
+  /** After a (re)connect: sends again every call the runner never accepted, then pending cancels. */
+  onConnected(runnerId: string): void {
+    for (const record of this.#o.store.forRunner(runnerId)) {
+      if (record.status !== 'running') continue;
+      if (!record.accepted) this.#dispatch(record);
+      if (record.cancelRequested) this.#sendCancel(record);
+    }
+  }
+
+  onAccepted(runnerId: string, msg: MessageOf<RunnerMessage, 'tool.accepted'>): void {
+    const record = this.#o.store.get(msg.callId);
+    if (!record || record.runnerId !== runnerId || record.status !== 'running' || record.accepted) return;
+    record.accepted = true;
+    record.pending = null;
+    this.#forgetMessages(record.id);
+    this.#o.store.save(record).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
+  }
+
+  onOutput(runnerId: string, callId: string, event: OutputEvent): void {
+    const record = this.#o.store.get(callId);
+    if (!record || record.runnerId !== runnerId || record.status !== 'running') return;
+    const live = this.#liveOf(callId);
+    if (live.bufferedBytes < REPLAY_BYTES) {
+      live.buffer.push(event);
+      live.bufferedBytes += event.data.length;
+    }
+    for (const s of live.subscribers) s.output(event);
+  }
+
+  onOutputFrame(runnerId: string, frame: OutputFrame): void {
+    const record = this.#o.store.get(frame.callId);
+    if (!record || record.runnerId !== runnerId || record.status !== 'running') return;
+    const live = this.#liveOf(frame.callId);
+    // A decoder per stream keeps a UTF-8 character split across frames whole.
+    const decoder = (live.decoders[frame.stream] ??= new StringDecoder('utf8'));
+    this.onOutput(runnerId, frame.callId, { seq: frame.seq, stream: frame.stream, data: decoder.write(frame.data) });
+  }
+
+  /**
+   * Stores a result once and acknowledges it on the connection it came on,
+   * after it is on disk: a crash before the ack only makes the runner resend it.
+   */
+  async onResult(runnerId: string, conn: RunnerConnection, msg: MessageOf<RunnerMessage, 'tool.result'>): Promise<void> {
+    const ack = () => conn.send({ v: PROTOCOL_VERSION, id: messageId(), type: 'ack', ids: [msg.callId] });
+    const record = this.#o.store.get(msg.callId);
+    if (!record || record.runnerId !== runnerId) {
+      this.#o.logger.warn({ runnerId, callId: msg.callId }, 'result for a call not sent to this runner; acknowledged and dropped');
+      ack();
+      return;
+    }
+    if (record.status !== 'running') {
+      this.#o.logger.debug({ runnerId, callId: msg.callId }, 'duplicate result; acknowledged again');
+      await this.#o.store.settled(record.id);
+      ack();
+      return;
+    }
+    await this.#finish(record, msg.status, msg.result.content, msg.result.is_error, msg.durationMs);
+    ack();
+  }
+
+  /** A runner `error` answering a `tool.call` it refused (signature, policy, busy): the call fails. */
+  async onRunnerError(runnerId: string, msg: MessageOf<RunnerMessage, 'error'>): Promise<boolean> {
+    const callId = msg.ref === undefined ? undefined : this.#byMessage.get(msg.ref);
+    if (callId === undefined) return false;
+    const record = this.#o.store.get(callId);
+    if (!record || record.runnerId !== runnerId || record.status !== 'running' || record.accepted) return true;
+    const durationMs = this.#o.clock() - Date.parse(record.createdAt);
+    await this.#finish(record, 'failed', `the runner refused the call (${msg.code}): ${msg.message}`, true, durationMs);
+    return true;
+  }
+
+  /**
+   * Forgets what is held in memory. Records stay `running` on disk and finish
+   * after a restart; their open spans are dropped rather than ended, since an
+   * end now would record a duration that never happened.
+   */
+  dispose(): void {
+    this.#live.clear();
+  }
+
+  async #finish(record: CallRecord, status: CallStatus, content: ToolResultContent, isError: boolean, durationMs: number): Promise<void> {
+    record.status = status;
+    record.content = content;
+    record.isError = isError;
+    record.durationMs = durationMs;
+    record.endedAt = new Date(this.#o.clock()).toISOString();
+    record.pending = null;
+    const live = this.#live.get(record.id);
+    this.#live.delete(record.id);
+    this.#forgetMessages(record.id, live);
+    await this.#o.store.save(record);
+    if (live?.span) this.#o.tracer.endCall(live.span, status, isError);
+    const pub = publicCall(record);
+    for (const s of live?.subscribers ?? []) s.end(pub);
+  }
+
+  #dispatch(record: CallRecord): void {
+    if (!record.pending) return;
+    // A fresh message id (and signature) per send; the runner dedupes by the tool_use id.
+    const msg: ToolCall = { ...record.pending, id: messageId() };
+    this.#byMessage.set(msg.id, record.id);
+    this.#liveOf(record.id).sentMessageIds.push(msg.id);
+    this.#o.send(record.runnerId, msg);
+  }
+
+  #sendCancel(record: CallRecord): void {
+    this.#o.send(record.runnerId, { v: PROTOCOL_VERSION, id: messageId(), type: 'tool.cancel', callId: record.id });
+  }
+
+  #forgetMessages(callId: string, live = this.#live.get(callId)): void {
+    for (const id of live?.sentMessageIds ?? []) this.#byMessage.delete(id);
+    if (live) live.sentMessageIds = [];
+  }
+
+  #liveOf(id: string): LiveCall {
+    let live = this.#live.get(id);
+    if (!live) {
+      live = { span: undefined, subscribers: new Set(), buffer: [], bufferedBytes: 0, decoders: {}, sentMessageIds: [] };
+      this.#live.set(id, live);
+    }
+    return live;
+  }
+}
