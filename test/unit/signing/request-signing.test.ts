@@ -18,8 +18,8 @@ const call = {
   timeoutMs: 30_000,
 };
 
-let keys: sodium.KeyPair;
-let other: sodium.KeyPair;
+let keys: { publicKey: Uint8Array; privateKey: Uint8Array };
+let other: { publicKey: Uint8Array; privateKey: Uint8Array };
 let dir: string;
 let stores: NonceStore[];
 const now = 1_750_000_000_000;
