@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { RunResult, Sandbox } from '../../../src/sandbox/driver.js';
-import { IMAGES_DIR, isAlive, sandboxId, spec, tempDir } from './helpers.js';
+import { IMAGES_DIR, isAlive, sandboxId, spec, tempDir, type SpecOverrides } from './helpers.js';
 
 // Every limit of issue 3, hit for real; each run ends with a clear status and a
 // neighbouring sandbox keeps working meanwhile.
@@ -25,7 +25,7 @@ describe('bwrap sandbox limits', () => {
   });
 
   /** Runs `hostile` in a fresh sandbox while the neighbour answers a call. */
-  async function withNeighbour(limits: Parameters<typeof spec>[1], argv: string[], timeoutMs?: number): Promise<RunResult> {
+  async function withNeighbour(limits: SpecOverrides, argv: string[], timeoutMs?: number): Promise<RunResult> {
     const sb = await driver.create(spec(sandboxId('lim'), limits));
     try {
       let started!: () => void;

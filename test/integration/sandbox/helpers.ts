@@ -14,7 +14,9 @@ export function sandboxId(prefix: string): string {
   return `${prefix}-${process.pid}-${counter}`;
 }
 
-export function spec(id: string, overrides: Partial<SandboxSpec> & { limits?: Partial<SandboxLimits> } = {}): SandboxSpec {
+export type SpecOverrides = Partial<Omit<SandboxSpec, 'limits'>> & { limits?: Partial<SandboxLimits> };
+
+export function spec(id: string, overrides: SpecOverrides = {}): SandboxSpec {
   return {
     id,
     image: overrides.image ?? 'base',
