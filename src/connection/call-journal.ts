@@ -1,0 +1,215 @@
+import { constants } from 'node:fs';
+import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { ToolResultMessageSchema, type ToolResultMessage } from '../protocol/index.js';
+import { RunnerError } from '../util/errors.js';
+
+/**
+ * The runner's durable record of tool calls: which call ids it has seen, and
+ * the results the control plane has not acknowledged yet (the outbox).
+ *
+ * One append-only JSON-lines file in the state directory, each record written
+ * and fdatasync'ed before the caller goes on:
+ *   {"op":"begin","id":…,"at":…}          a call was accepted (never run it twice)
+ *   {"op":"done","id":…,"at":…,"result":…} its result, kept until acknowledged
+ *   {"op":"ack","ids":[…],"at":…}         the control plane holds these results
+ * A torn last line (a crash mid-write) is ignored on load. The file is compacted
+ * on open: acknowledged calls older than the retention are dropped.
+ */
+
+export type CallState =
+  | { state: 'new' }
+  | { state: 'running' }
+  | { state: 'done'; result: ToolResultMessage; acked: boolean };
+
+interface Entry {
+  at: number;
+  done: boolean;
+  acked: boolean;
+  /** Unacknowledged results stay in memory; acknowledged ones are read back from disk. */
+  result?: ToolResultMessage;
+  offset?: number;
+  length?: number;
+}
+
+export interface CallJournalOptions {
+  /** How long finished calls are remembered (to answer a repeated id). */
+  retentionMs: number;
+  now?: () => number;
+}
+
+export class CallJournal {
+  private readonly entries = new Map<string, Entry>();
+  private size = 0;
+  private chain: Promise<void> = Promise.resolve();
+  /** Calls that were running when the runner stopped: the daemon fails them. */
+  readonly orphans: string[] = [];
+
+  private constructor(
+    private readonly file: string,
+    private fh: FileHandle,
+    private readonly options: Required<CallJournalOptions>,
+  ) {}
+
+  /** Opens (and compacts) the journal at `<stateDir>/calls.jsonl`. */
+  static async open(stateDir: string, options: CallJournalOptions): Promise<CallJournal> {
+    const file = path.join(stateDir, 'calls.jsonl');
+    const opts = { now: Date.now, ...options };
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
+    const live = replay(text);
+    const cutoff = opts.now() - opts.retentionMs;
+    // Compaction: rewrite only what still matters, then swap the files atomically.
+    const tmp = `${file}.compact`;
+    const out = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    const journal = new CallJournal(file, out, opts);
+    for (const [id, rec] of live) {
+      if (rec.acked && rec.at < cutoff) continue;
+      await journal.appendRaw({ op: 'begin', id, at: rec.at });
+      if (rec.result) await journal.appendRaw({ op: 'done', id, at: rec.at, result: rec.result }, id);
+      if (rec.acked) journal.markAcked(id);
+      if (!rec.result) journal.orphans.push(id);
+    }
+    const acked = [...journal.entries].filter(([, e]) => e.acked).map(([id]) => id);
+    if (acked.length) await journal.appendRaw({ op: 'ack', ids: acked, at: opts.now() });
+    await out.sync();
+    await rename(tmp, file);
+    return journal;
+  }
+
+  /** What the journal knows of a call id. */
+  async lookup(id: string): Promise<CallState> {
+    const e = this.entries.get(id);
+    if (!e) return { state: 'new' };
+    if (!e.done) return { state: 'running' };
+    return { state: 'done', acked: e.acked, result: e.result ?? (await this.readBack(e)) };
+  }
+
+  /** Records that a call was accepted; durable before it runs. */
+  async begin(id: string): Promise<void> {
+    await this.append({ op: 'begin', id, at: this.options.now() });
+  }
+
+  /** Stores a result in the outbox; durable before it is sent. */
+  async complete(result: ToolResultMessage): Promise<void> {
+    await this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId);
+  }
+
+  /** Drops acknowledged results from the outbox (they stay on disk for dedupe). */
+  async ack(ids: string[]): Promise<void> {
+    const known = ids.filter((id) => this.entries.get(id)?.done && !this.entries.get(id)?.acked);
+    if (known.length === 0) return;
+    await this.append({ op: 'ack', ids: known, at: this.options.now() });
+  }
+
+  /** Results not yet acknowledged, oldest first. */
+  pending(): ToolResultMessage[] {
+    return [...this.entries.values()]
+      .filter((e) => e.done && !e.acked && e.result)
+      .sort((a, b) => a.at - b.at)
+      .map((e) => e.result!);
+  }
+
+  /** Number of unacknowledged results. */
+  get depth(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.done && !e.acked) n++;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    await this.fh.close();
+  }
+
+  private append(record: JournalRecord, resultId?: string): Promise<void> {
+    const next = this.chain.then(() => this.appendRaw(record, resultId, true));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async appendRaw(record: JournalRecord, resultId?: string, sync = false): Promise<void> {
+    const line = Buffer.from(JSON.stringify(record) + '\n');
+    const offset = this.size;
+    try {
+      await this.fh.write(line, 0, line.length, offset);
+      if (sync) await this.fh.datasync();
+    } catch (err) {
+      throw new RunnerError('io', `cannot write the call journal ${this.file} (${(err as NodeJS.ErrnoException).code}); free disk space or check the state dir`, { cause: err });
+    }
+    this.size += line.length;
+    this.apply(record, resultId ? { offset, length: line.length } : undefined);
+  }
+
+  private apply(record: JournalRecord, loc?: { offset: number; length: number }): void {
+    if (record.op === 'begin') {
+      if (!this.entries.has(record.id)) this.entries.set(record.id, { at: record.at, done: false, acked: false });
+    } else if (record.op === 'done') {
+      const e = this.entries.get(record.id) ?? { at: record.at, done: false, acked: false };
+      Object.assign(e, { done: true, result: record.result, ...loc });
+      this.entries.set(record.id, e);
+    } else {
+      for (const id of record.ids) this.markAcked(id);
+    }
+  }
+
+  private markAcked(id: string): void {
+    const e = this.entries.get(id);
+    if (!e || !e.done) return;
+    e.acked = true;
+    // Kept on disk; memory holds only what is still to be delivered.
+    if (e.offset !== undefined) delete e.result;
+  }
+
+  private async readBack(e: Entry): Promise<ToolResultMessage> {
+    const buf = Buffer.alloc(e.length!);
+    await this.fh.read(buf, 0, e.length!, e.offset!);
+    const rec = JSON.parse(buf.toString('utf8')) as { result: unknown };
+    return ToolResultMessageSchema.parse(rec.result);
+  }
+}
+
+type JournalRecord =
+  | { op: 'begin'; id: string; at: number }
+  | { op: 'done'; id: string; at: number; result: ToolResultMessage }
+  | { op: 'ack'; ids: string[]; at: number };
+
+interface LiveRecord {
+  at: number;
+  result?: ToolResultMessage;
+  acked: boolean;
+}
+
+function replay(text: string): Map<string, LiveRecord> {
+  const live = new Map<string, LiveRecord>();
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let rec: JournalRecord;
+    try {
+      rec = JSON.parse(line) as JournalRecord;
+    } catch {
+      continue; // a torn last line from a crash mid-write
+    }
+    if (rec.op === 'begin') {
+      if (!live.has(rec.id)) live.set(rec.id, { at: rec.at, acked: false });
+    } else if (rec.op === 'done') {
+      const parsed = ToolResultMessageSchema.safeParse(rec.result);
+      if (!parsed.success) continue;
+      const e = live.get(rec.id) ?? { at: rec.at, acked: false };
+      e.result = parsed.data;
+      live.set(rec.id, e);
+    } else if (rec.op === 'ack' && Array.isArray(rec.ids)) {
+      for (const id of rec.ids) {
+        const e = live.get(id);
+        if (e?.result) e.acked = true;
+      }
+    }
+  }
+  return live;
+}
+
+export async function journalSize(stateDir: string): Promise<number> {
+  return (await stat(path.join(stateDir, 'calls.jsonl')).catch(() => ({ size: 0 }))).size;
+}

@@ -1,0 +1,297 @@
+import { describeIssues, type CallStatus, type LimitsRequest, type ToolResultContent } from '../protocol/index.js';
+import { DEFAULT_LIMITS, type DriverName, type NetworkSpec, type OutputStream, type SandboxLimits } from '../sandbox/driver.js';
+import type { ToolContext, ToolDefinition, ToolOutcome } from '../tools/tool.js';
+import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
+import { noopLogger, type Logger } from '../util/logger.js';
+import { noMetrics, noRedaction, type ExecutorOptions } from './executor-options.js';
+import { SessionManager, type Session, type SessionSpec } from './session-manager.js';
+
+export type CallSource = 'control-plane' | 'managed-agents';
+
+export interface DispatchRequest {
+  callId: string;
+  source: CallSource;
+  name: string;
+  input: unknown;
+  /** An open session to run in; without one the call gets a fresh sandbox removed after it. */
+  sessionId?: string;
+  timeoutMs?: number;
+  /** Aborted by the caller (cancel from upstream, lease lost). */
+  signal?: AbortSignal;
+  /** Redacted output chunks, in order; awaited (backpressure). */
+  onOutput?: (stream: OutputStream, chunk: Buffer) => Promise<void> | void;
+  /** Extra sandbox environment for this call (credentials). */
+  env?: Record<string, string>;
+}
+
+export interface DispatchResult extends ToolOutcome {
+  durationMs: number;
+}
+
+export interface OpenSessionRequest {
+  driver?: DriverName;
+  image?: string;
+  limits?: LimitsRequest;
+  network?: { allow: string[] };
+  labels?: Record<string, string>;
+}
+
+/**
+ * The dispatcher every connector feeds: checks the input against the tool's
+ * schema, runs the tool in its sandbox under limits and a deadline, streams
+ * redacted output, and answers with a tool_result outcome. Tool failures are
+ * outcomes, never exceptions.
+ */
+export class Executor {
+  private readonly tools = new Map<string, ToolDefinition<any>>();
+  private readonly running = new Map<string, AbortController>();
+  private readonly waiting: Array<() => void> = [];
+  private active = 0;
+  private draining = false;
+  readonly sessions: SessionManager;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: ExecutorOptions) {
+    for (const t of options.tools) this.tools.set(t.name, t);
+    this.logger = options.logger ?? noopLogger;
+    const metrics = options.metrics ?? noMetrics;
+    this.sessions = new SessionManager({
+      idleTimeoutMs: options.sessionIdleTimeoutMs,
+      max: options.maxSessions,
+      logger: this.logger,
+      onChange: (n) => metrics.sessions(n),
+      onSandboxChange: (d) => metrics.sandboxes(d),
+    });
+  }
+
+  /** Tool names this runner offers (sent in the handshake). */
+  toolNames(): string[] {
+    return [...this.tools.keys()];
+  }
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /** Refuses new calls from now on (SIGTERM). */
+  startDraining(): void {
+    this.draining = true;
+  }
+
+  /** Cancels a running call; false when it is not running here. */
+  cancel(callId: string): boolean {
+    const c = this.running.get(callId);
+    if (!c) return false;
+    c.abort(new RunnerError('cancelled', 'the call was cancelled'));
+    return true;
+  }
+
+  /** Cancels every running call (the drain deadline passed). */
+  cancelAll(reason: string): void {
+    for (const c of this.running.values()) c.abort(new RunnerError('cancelled', reason));
+  }
+
+  /** Resolves once no call is running, or when `signal` aborts. */
+  async idle(signal?: AbortSignal): Promise<void> {
+    while (this.active > 0 && !signal?.aborted) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Opens a session (a sandbox living across calls). */
+  openSession(id: string, req: OpenSessionRequest = {}): Session {
+    const driver = req.driver ?? this.options.defaultDriver;
+    if (driver === 'isolate') {
+      throw new RunnerError('invalid_input', 'driver: sessions need a process driver (bwrap or docker); isolate calls need no session');
+    }
+    return this.sessions.open(id, this.sessionSpec(driver, req), () => this.options.drivers.get(driver));
+  }
+
+  closeSession(id: string): Promise<boolean> {
+    return this.sessions.close(id);
+  }
+
+  private sessionSpec(driver: Exclude<DriverName, 'isolate'>, req: OpenSessionRequest): SessionSpec {
+    const network: NetworkSpec = { mode: 'none' };
+    return {
+      driver,
+      image: req.image ?? this.options.defaultImage,
+      limits: capLimits(this.options.limits, req.limits),
+      network,
+      env: baseEnv(),
+      labels: req.labels ?? {},
+    };
+  }
+
+  /** Runs one tool call to its outcome. */
+  async dispatch(req: DispatchRequest): Promise<DispatchResult> {
+    const started = performance.now();
+    const metrics = this.options.metrics ?? noMetrics;
+    const redaction = this.options.redaction ?? noRedaction;
+    const done = (o: ToolOutcome): DispatchResult => {
+      const result = { ...o, content: redactContent(o.content, redaction.redact), durationMs: performance.now() - started };
+      metrics.callEnded(req.name, req.source, o.status, result.durationMs);
+      return result;
+    };
+    metrics.callStarted(req.name, req.source);
+    const tool = this.tools.get(req.name);
+    if (!tool) {
+      metrics.refused('unknown_tool');
+      return done(failure(`unknown tool ${JSON.stringify(req.name)}; this runner offers: ${this.toolNames().join(', ')}`));
+    }
+    const parsed = tool.inputSchema.safeParse(req.input);
+    if (!parsed.success) {
+      metrics.refused('invalid_input');
+      return done(failure(`invalid input: ${describeIssues(parsed.error, 'input')}`));
+    }
+    if (this.draining) {
+      metrics.refused('draining');
+      return done(failure('the runner is shutting down and takes no new calls; send the call to another runner'));
+    }
+    let session: Session | undefined;
+    if (req.sessionId) {
+      session = this.sessions.get(req.sessionId);
+      if (!session) {
+        metrics.refused('unknown_session');
+        return done(failure(`sessionId: no open session ${JSON.stringify(req.sessionId)} on this runner; open one first or drop sessionId`));
+      }
+    }
+    const timeoutMs = Math.min(req.timeoutMs ?? this.options.defaultTimeoutMs, this.options.maxTimeoutMs);
+    const controller = new AbortController();
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const onDeadline = () => controller.abort(new RunnerError('timed_out', `the call ran longer than its ${timeoutMs} ms deadline`));
+    const onUpstream = () => controller.abort(req.signal?.reason ?? new RunnerError('cancelled', 'the call was cancelled'));
+    deadline.addEventListener('abort', onDeadline, { once: true });
+    req.signal?.addEventListener('abort', onUpstream, { once: true });
+    this.running.set(req.callId, controller);
+    const ephemeral = session ? undefined : this.sessions.ephemeral(this.sessionSpec(this.options.defaultDriver, {}), () => this.options.drivers.get(this.options.defaultDriver));
+    const target = session ?? ephemeral!;
+    target.active++;
+    const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
+    let outcome: ToolOutcome;
+    let acquired = false;
+    try {
+      await this.acquire(controller.signal);
+      acquired = true;
+      if (controller.signal.aborted) throw controller.signal.reason;
+      const ctx: ToolContext = {
+        callId: req.callId,
+        signal: controller.signal,
+        timeoutMs,
+        logger: this.logger.child({ callId: req.callId, ...(req.sessionId ? { sessionId: req.sessionId } : {}) }),
+        emit: async (stream, chunk) => {
+          const safe = streams[stream].push(chunk);
+          if (safe.length === 0) return;
+          metrics.bytesStreamed(safe.length);
+          await req.onOutput?.(stream, safe);
+        },
+        sandbox: () => target.sandbox(controller.signal),
+        isolates: this.options.isolates,
+        session: target.state,
+        env: req.env ?? {},
+      };
+      outcome = await runUntilAborted(tool.run(parsed.data, ctx), controller.signal);
+    } catch (err) {
+      outcome = errorOutcome(err, controller.signal);
+      if (outcome.status === 'failed') this.logger.warn({ callId: req.callId, err: describeError(err) }, 'tool call failed');
+    } finally {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const tail = streams[stream].end();
+        if (tail.length) await Promise.resolve(req.onOutput?.(stream, tail)).catch(() => undefined);
+      }
+      target.active--;
+      target.lastUsed = Date.now();
+      this.running.delete(req.callId);
+      deadline.removeEventListener('abort', onDeadline);
+      req.signal?.removeEventListener('abort', onUpstream);
+      if (acquired) this.release();
+      if (ephemeral) await ephemeral.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'disposing a sandbox failed'));
+    }
+    // A deadline or cancel wins over whatever the tool made of it.
+    if (controller.signal.aborted && outcome.status === 'completed') outcome = errorOutcome(controller.signal.reason, controller.signal);
+    return done(outcome);
+  }
+
+  private async acquire(signal: AbortSignal): Promise<void> {
+    while (this.active >= this.options.maxConcurrent) {
+      if (signal.aborted) throw signal.reason;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const i = this.waiting.indexOf(wake);
+          if (i >= 0) this.waiting.splice(i, 1);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+    this.active++;
+  }
+
+  private release(): void {
+    this.active--;
+    this.waiting.shift()?.();
+  }
+
+  /** Closes every session and its sandbox. */
+  async shutdown(): Promise<void> {
+    this.cancelAll('the runner is stopping');
+    await this.sessions.closeAll();
+  }
+}
+
+/** Resolves with the tool's outcome, or rejects shortly after an abort if the tool does not return. */
+function runUntilAborted(p: Promise<ToolOutcome>, signal: AbortSignal): Promise<ToolOutcome> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    // A tool gets a moment to kill its processes and say what it saw; then the call ends regardless.
+    const onAbort = () => (timer = setTimeout(() => reject(signal.reason), 2000));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
+function failure(message: string, status: CallStatus = 'failed'): ToolOutcome {
+  return { status, isError: true, content: message };
+}
+
+function errorOutcome(err: unknown, signal: AbortSignal): ToolOutcome {
+  const reason = signal.aborted ? signal.reason : err;
+  if (isRunnerError(reason, 'timed_out')) return failure(reason.message, 'timed_out');
+  if (isRunnerError(reason, 'cancelled')) return failure(reason.message, 'cancelled');
+  if (isRunnerError(err)) return failure(err.message);
+  return failure(`the runner failed to run the tool: ${describeError(err)}`);
+}
+
+function redactContent(content: ToolResultContent, redact: (t: string) => string): ToolResultContent {
+  if (typeof content === 'string') return redact(content);
+  return content.map((b) => ({ ...b, text: redact(b.text) }));
+}
+
+/** Narrows the configured limits by what a request asks; a request can only lower them. */
+export function capLimits(base: SandboxLimits, req?: LimitsRequest): SandboxLimits {
+  const out = { ...DEFAULT_LIMITS, ...base };
+  if (!req) return out;
+  for (const k of Object.keys(req) as (keyof LimitsRequest)[]) {
+    const v = req[k];
+    if (v !== undefined) out[k] = Math.min(out[k], v);
+  }
+  return out;
+}
+
+/** The only environment sandboxed processes get (nothing is inherited from the runner). */
+export function baseEnv(): Record<string, string> {
+  return {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/workspace',
+    LANG: 'C.UTF-8',
+    TERM: 'dumb',
+  };
+}

@@ -1,0 +1,168 @@
+import type { DriverName, NetworkSpec, Sandbox, SandboxDriver, SandboxLimits } from '../sandbox/driver.js';
+import type { SessionState } from '../tools/tool.js';
+import { RunnerError } from '../util/errors.js';
+import { noopLogger, type Logger } from '../util/logger.js';
+import { randomBytes } from 'node:crypto';
+
+type Disposable = { dispose(): Promise<void> };
+
+/** In-memory per-session tool state (the bash tool's shell); disposed with the session. */
+export class MemorySessionState implements SessionState {
+  private readonly values = new Map<string, Disposable>();
+  get<T extends Disposable>(key: string): T | undefined {
+    return this.values.get(key) as T | undefined;
+  }
+  set<T extends Disposable>(key: string, value: T): void {
+    this.values.set(key, value);
+  }
+  delete(key: string): void {
+    this.values.delete(key);
+  }
+  async dispose(): Promise<void> {
+    const all = [...this.values.values()];
+    this.values.clear();
+    await Promise.allSettled(all.map((v) => v.dispose()));
+  }
+}
+
+export interface SessionSpec {
+  driver: Exclude<DriverName, 'isolate'>;
+  image: string;
+  limits: SandboxLimits;
+  network: NetworkSpec;
+  env: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+/**
+ * A sandbox that lives across tool calls. The sandbox itself is made on the
+ * first call that needs one, so a session used only for `javascript` costs nothing.
+ */
+export class Session {
+  readonly state = new MemorySessionState();
+  lastUsed = Date.now();
+  active = 0;
+  private sandboxPromise: Promise<Sandbox> | undefined;
+  private disposed = false;
+
+  constructor(
+    readonly id: string,
+    readonly spec: SessionSpec,
+    private readonly driver: () => SandboxDriver,
+    readonly ephemeral: boolean,
+    private readonly onSandbox: (delta: 1 | -1) => void = () => undefined,
+  ) {}
+
+  /** The session's sandbox, created on first use. */
+  sandbox(signal?: AbortSignal): Promise<Sandbox> {
+    if (this.disposed) return Promise.reject(new RunnerError('sandbox_failed', `session ${this.id} is closed`));
+    if (!this.sandboxPromise) {
+      const sandboxId = `sr-${randomBytes(6).toString('hex')}`;
+      this.sandboxPromise = this.driver()
+        .create({ id: sandboxId, image: this.spec.image, limits: this.spec.limits, network: this.spec.network, env: this.spec.env }, signal)
+        .then((s) => {
+          this.onSandbox(1);
+          return s;
+        });
+      // A failed creation may be retried by the next call.
+      this.sandboxPromise.catch(() => {
+        this.sandboxPromise = undefined;
+      });
+    }
+    return this.sandboxPromise;
+  }
+
+  get hasSandbox(): boolean {
+    return this.sandboxPromise !== undefined;
+  }
+
+  /** Disposes tool state, then the sandbox. Idempotent; keeps the first error. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    let first: unknown;
+    await this.state.dispose().catch((e: unknown) => (first ??= e));
+    const p = this.sandboxPromise;
+    this.sandboxPromise = undefined;
+    if (p) {
+      const sb = await p.catch(() => undefined);
+      if (sb) {
+        await sb.dispose().catch((e: unknown) => (first ??= e));
+        this.onSandbox(-1);
+      }
+    }
+    if (first) throw first;
+  }
+}
+
+export interface SessionManagerOptions {
+  idleTimeoutMs: number;
+  max: number;
+  logger?: Logger;
+  onChange?: (open: number) => void;
+  onSandboxChange?: (delta: 1 | -1) => void;
+}
+
+/** Open sessions by id, with an idle timeout and explicit close. */
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: SessionManagerOptions) {
+    this.logger = options.logger ?? noopLogger;
+    this.timer = setInterval(() => void this.sweep(), Math.min(30_000, Math.max(250, options.idleTimeoutMs / 4)));
+    this.timer.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  /** Opens a session; an id already open is returned as it is (a redelivered open). */
+  open(id: string, spec: SessionSpec, driver: () => SandboxDriver): Session {
+    const existing = this.sessions.get(id);
+    if (existing) return existing;
+    if (this.sessions.size >= this.options.max) {
+      throw new RunnerError('limit_exceeded', `this runner has ${this.options.max} sessions open, its limit; close one first`);
+    }
+    const s = new Session(id, spec, driver, false, this.options.onSandboxChange);
+    this.sessions.set(id, s);
+    this.options.onChange?.(this.sessions.size);
+    return s;
+  }
+
+  /** A throwaway session for one call; the caller disposes it. */
+  ephemeral(spec: SessionSpec, driver: () => SandboxDriver): Session {
+    return new Session(`call-${randomBytes(6).toString('hex')}`, spec, driver, true, this.options.onSandboxChange);
+  }
+
+  async close(id: string): Promise<boolean> {
+    const s = this.sessions.get(id);
+    if (!s) return false;
+    this.sessions.delete(id);
+    this.options.onChange?.(this.sessions.size);
+    await s.dispose();
+    return true;
+  }
+
+  async closeAll(): Promise<void> {
+    clearInterval(this.timer);
+    const all = [...this.sessions.keys()];
+    await Promise.allSettled(all.map((id) => this.close(id)));
+  }
+
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    for (const [id, s] of this.sessions) {
+      if (s.active === 0 && now - s.lastUsed > this.options.idleTimeoutMs) {
+        this.logger.info({ sessionId: id }, 'closing idle session');
+        await this.close(id).catch((err: unknown) => this.logger.warn({ sessionId: id, err: String(err) }, 'closing an idle session failed'));
+      }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The isolate host: a child process that runs JavaScript in isolated-vm
+ * isolates for the daemon. It exists so that a crash or a runaway inside V8
+ * cannot take the daemon down (isolated-vm's own advice); the daemon's
+ * IsolatePool watches it from outside and restarts it.
+ *
+ * Runs as its own process: imports nothing from the daemon but message types.
+ */
+import ivm from 'isolated-vm';
+import type { EvaluateDone, HostEvent, HostRequest } from './isolate-messages.js';
+
+// Defines console and a value formatter inside each fresh context. Runs before
+// the user's code; the user's code cannot reach the host's `__log` beyond calling it.
+const BOOTSTRAP = `
+(() => {
+  const log = globalThis.__log;
+  delete globalThis.__log;
+  const fmt = (v, depth = 0) => {
+    if (typeof v === 'string') return depth === 0 ? v : JSON.stringify(v);
+    if (v === undefined) return 'undefined';
+    if (typeof v === 'bigint') return v + 'n';
+    if (typeof v === 'function') return '[Function ' + (v.name || 'anonymous') + ']';
+    if (typeof v === 'symbol') return v.toString();
+    if (v instanceof Error) return v.stack || (v.name + ': ' + v.message);
+    if (typeof v === 'object' && v !== null) {
+      try {
+        const seen = new WeakSet();
+        return JSON.stringify(v, (k, x) => {
+          if (typeof x === 'bigint') return x + 'n';
+          if (typeof x === 'object' && x !== null) { if (seen.has(x)) return '[Circular]'; seen.add(x); }
+          if (x instanceof Map) return Object.fromEntries(x);
+          if (x instanceof Set) return Array.from(x);
+          return x;
+        }, 2) ?? String(v);
+      } catch { return String(v); }
+    }
+    return String(v);
+  };
+  const line = (args) => args.map((a) => fmt(a)).join(' ') + '\\n';
+  globalThis.console = {
+    log: (...a) => log('stdout', line(a)),
+    info: (...a) => log('stdout', line(a)),
+    debug: (...a) => log('stdout', line(a)),
+    warn: (...a) => log('stderr', line(a)),
+    error: (...a) => log('stderr', line(a)),
+  };
+  Object.defineProperty(globalThis, '__fmt', { value: fmt, enumerable: false });
+})();
+`;
+
+interface Running {
+  isolate: ivm.Isolate;
+  cancelled: boolean;
+}
+
+const running = new Map<number, Running>();
+
+function send(event: HostEvent): void {
+  process.send?.(event);
+}
+
+async function evaluate(req: Extract<HostRequest, { kind: 'evaluate' }>): Promise<EvaluateDone> {
+  const isolate = new ivm.Isolate({ memoryLimit: req.memoryMb });
+  const entry: Running = { isolate, cancelled: false };
+  running.set(req.id, entry);
+  const started = Date.now();
+  // isolated-vm's `timeout` bounds running code, not time spent waiting on a
+  // promise: this timer disposes the isolate so a never-settling promise ends too.
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    if (!isolate.isDisposed) isolate.dispose();
+  }, req.timeoutMs);
+  try {
+    const context = await isolate.createContext();
+    await context.global.set(
+      '__log',
+      new ivm.Callback((stream: 'stdout' | 'stderr', data: string) => {
+        send({ kind: 'output', id: req.id, stream, data: String(data) });
+      }),
+    );
+    await context.eval(BOOTSTRAP, { timeout: 1000 });
+    const script = await isolate.compileScript(req.code, { filename: 'file:///input.js' });
+    const completion = await script.run(context, { timeout: req.timeoutMs, reference: true });
+    await context.global.set('__result', completion.derefInto());
+    completion.release();
+    const remaining = Math.max(1, req.timeoutMs - (Date.now() - started));
+    const text = await context.eval(
+      `(async () => { let v = globalThis.__result; delete globalThis.__result;
+         if (v !== null && typeof v === 'object' && typeof v.then === 'function') v = await v;
+         return globalThis.__fmt(v); })()`,
+      { timeout: remaining, promise: true, copy: true },
+    );
+    return { kind: 'done', id: req.id, outcome: 'completed', value: String(text) };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (entry.cancelled) return { kind: 'done', id: req.id, outcome: 'cancelled', error: 'cancelled' };
+    if (timedOut || /timed out/i.test(message)) {
+      return { kind: 'done', id: req.id, outcome: 'timed_out', error: `JavaScript ran longer than ${req.timeoutMs} ms` };
+    }
+    if (/memory limit/i.test(message)) {
+      return {
+        kind: 'done',
+        id: req.id,
+        outcome: 'memory',
+        error: `JavaScript ran out of memory (limit ${req.memoryMb} MB)`,
+      };
+    }
+    const stack = err instanceof Error && err.stack ? err.stack : message;
+    return { kind: 'done', id: req.id, outcome: 'threw', error: `Uncaught ${stack}` };
+  } finally {
+    clearTimeout(timer);
+    running.delete(req.id);
+    if (!isolate.isDisposed) isolate.dispose();
+  }
+}
+
+process.on('message', (msg: HostRequest) => {
+  if (msg.kind === 'evaluate') {
+    void evaluate(msg).then(send, (err: unknown) =>
+      send({ kind: 'done', id: msg.id, outcome: 'threw', error: String(err) }),
+    );
+  } else if (msg.kind === 'cancel') {
+    const entry = running.get(msg.id);
+    if (entry && !entry.isolate.isDisposed) {
+      entry.cancelled = true;
+      entry.isolate.dispose();
+    }
+  }
+});
+// The daemon going away must take the host with it.
+process.on('disconnect', () => process.exit(0));
+send({ kind: 'ready' });
