@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ToolResultMessageSchema, type ToolResultMessage } from '../protocol/index.js';
 import { RunnerError } from '../util/errors.js';
@@ -63,7 +63,7 @@ export class CallJournal {
     const cutoff = opts.now() - opts.retentionMs;
     // Compaction: rewrite only what still matters, then swap the files atomically.
     const tmp = `${file}.compact`;
-    const out = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    const out = await open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o600);
     const journal = new CallJournal(file, out, opts);
     for (const [id, rec] of live) {
       if (rec.acked && rec.at < cutoff) continue;
@@ -208,8 +208,4 @@ function replay(text: string): Map<string, LiveRecord> {
     }
   }
   return live;
-}
-
-export async function journalSize(stateDir: string): Promise<number> {
-  return (await stat(path.join(stateDir, 'calls.jsonl')).catch(() => ({ size: 0 }))).size;
 }

@@ -15,8 +15,8 @@ const BOOTSTRAP = `
 (() => {
   const log = globalThis.__log;
   delete globalThis.__log;
-  const fmt = (v, depth = 0) => {
-    if (typeof v === 'string') return depth === 0 ? v : JSON.stringify(v);
+  const fmt = (v, indent = 2) => {
+    if (typeof v === 'string') return v;
     if (v === undefined) return 'undefined';
     if (typeof v === 'bigint') return v + 'n';
     if (typeof v === 'function') return '[Function ' + (v.name || 'anonymous') + ']';
@@ -31,12 +31,12 @@ const BOOTSTRAP = `
           if (x instanceof Map) return Object.fromEntries(x);
           if (x instanceof Set) return Array.from(x);
           return x;
-        }, 2) ?? String(v);
+        }, indent) ?? String(v);
       } catch { return String(v); }
     }
     return String(v);
   };
-  const line = (args) => args.map((a) => fmt(a)).join(' ') + '\\n';
+  const line = (args) => args.map((a) => fmt(a, 0)).join(' ') + '\\n';
   globalThis.console = {
     log: (...a) => log('stdout', line(a)),
     info: (...a) => log('stdout', line(a)),

@@ -1,5 +1,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../../util/package-info.js';
 import { noopLogger, type Logger } from '../../util/logger.js';
 import { RunnerError } from '../../util/errors.js';
 import type { EvaluateDone, HostEvent, HostRequest } from './isolate-messages.js';
@@ -31,7 +34,17 @@ interface Pending {
   onOutput: EvaluateOptions['onOutput'];
 }
 
-const HOST_PATH = fileURLToPath(new URL('./isolate-host.js', import.meta.url));
+/**
+ * The host's entry point. Next to this file once compiled; when this module is
+ * loaded from TypeScript source (the test runner), the compiled copy in dist/.
+ */
+function hostPath(): string {
+  const here = fileURLToPath(new URL('./isolate-host.js', import.meta.url));
+  if (existsSync(here)) return here;
+  const built = path.join(PACKAGE_ROOT, 'dist', 'src', 'sandbox', 'isolate', 'isolate-host.js');
+  if (existsSync(built)) return built;
+  throw new RunnerError('sandbox_failed', `isolate host not found at ${built}; run npm run build`);
+}
 
 /** One supervised isolate host process. */
 class IsolateHostProcess {
@@ -39,6 +52,7 @@ class IsolateHostProcess {
   private readyPromise: Promise<void> | undefined;
   readonly pending = new Map<number, Pending>();
   restarts = 0;
+  private closing = false;
 
   constructor(
     private readonly logger: Logger,
@@ -47,7 +61,7 @@ class IsolateHostProcess {
 
   private spawn(): Promise<void> {
     // isolated-vm needs --no-node-snapshot on Node 20; the daemon itself does not.
-    const child = fork(HOST_PATH, [], {
+    const child = fork(hostPath(), [], {
       execArgv: ['--no-node-snapshot'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { NODE_ENV: process.env.NODE_ENV ?? 'production' },
@@ -77,6 +91,7 @@ class IsolateHostProcess {
           p.resolve({ kind: 'done', id, outcome: 'threw', error: 'the isolate host crashed; the call did not finish' });
         }
         this.pending.clear();
+        if (!this.closing) this.restarts++;
         if (code !== 0 && signal !== 'SIGKILL') {
           this.logger.warn({ host: this.index, code, signal }, 'isolate host exited; it restarts on the next call');
         }
@@ -87,7 +102,6 @@ class IsolateHostProcess {
 
   async ensure(): Promise<ChildProcess> {
     if (!this.readyPromise) {
-      if (this.child) this.restarts++;
       this.readyPromise = this.spawn();
     }
     await this.readyPromise;
@@ -110,6 +124,7 @@ class IsolateHostProcess {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     const child = this.child;
     if (!child || child.exitCode !== null) return;
     await new Promise<void>((resolve) => {

@@ -1,0 +1,90 @@
+import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CallJournal } from '../../../src/connection/call-journal.js';
+import type { ToolResultMessage } from '../../../src/protocol/index.js';
+
+function result(callId: string, text = 'ok'): ToolResultMessage {
+  return {
+    v: 1,
+    id: `result-${callId}`,
+    type: 'tool.result',
+    callId,
+    status: 'completed',
+    result: { type: 'tool_result', tool_use_id: callId, content: text, is_error: false },
+    durationMs: 1,
+  };
+}
+
+describe('CallJournal (the outbox and the record of seen call ids)', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'journal-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps a result in the outbox until it is acknowledged, across a reopen', async () => {
+    let j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    await j.begin('c1');
+    await j.complete(result('c1'));
+    await j.begin('c2');
+    await j.complete(result('c2'));
+    await j.ack(['c1']);
+    expect(j.pending().map((r) => r.callId)).toEqual(['c2']);
+    await j.close();
+
+    j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    expect(j.pending().map((r) => r.callId)).toEqual(['c2']);
+    expect(j.depth).toBe(1);
+    // An acknowledged result is still known, so a repeated call id is answered, not rerun.
+    const seen = await j.lookup('c1');
+    expect(seen.state).toBe('done');
+    expect(seen.state === 'done' && seen.acked).toBe(true);
+    expect(seen.state === 'done' && seen.result.result.content).toBe('ok');
+    await j.close();
+    expect((await stat(path.join(dir, 'calls.jsonl'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('reports calls that were running when the runner stopped as orphans', async () => {
+    let j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    await j.begin('running-call');
+    await j.close();
+    j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    expect(j.orphans).toEqual(['running-call']);
+    expect((await j.lookup('running-call')).state).toBe('running');
+    await j.close();
+  });
+
+  it('ignores a torn last line left by a crash mid-write', async () => {
+    let j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    await j.begin('c1');
+    await j.complete(result('c1'));
+    await j.close();
+    await appendFile(path.join(dir, 'calls.jsonl'), '{"op":"done","id":"c9","res');
+    j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    expect(j.pending().map((r) => r.callId)).toEqual(['c1']);
+    expect((await j.lookup('c9')).state).toBe('new');
+    await j.close();
+    expect(await readFile(path.join(dir, 'calls.jsonl'), 'utf8')).not.toContain('c9');
+  });
+
+  it('forgets acknowledged calls older than the retention when it compacts', async () => {
+    let now = 1_000_000;
+    let j = await CallJournal.open(dir, { retentionMs: 1000, now: () => now });
+    await j.begin('old');
+    await j.complete(result('old'));
+    await j.ack(['old']);
+    await j.begin('unacked');
+    await j.complete(result('unacked'));
+    await j.close();
+    now += 5000;
+    j = await CallJournal.open(dir, { retentionMs: 1000, now: () => now });
+    expect((await j.lookup('old')).state).toBe('new');
+    // Never drops what the control plane has not confirmed.
+    expect(j.pending().map((r) => r.callId)).toEqual(['unacked']);
+    await j.close();
+  });
+});
