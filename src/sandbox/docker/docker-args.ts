@@ -1,0 +1,59 @@
+import type { SandboxLimits } from '../driver.js';
+
+/** Label on every container the runner makes; orphans are found by it. */
+export const LABEL_SANDBOX = 'sandbox-runner.sandbox';
+/** Label naming the runner instance that owns a container. */
+export const LABEL_OWNER = 'sandbox-runner.owner';
+
+export interface ContainerArgsInput {
+  name: string;
+  sandboxId: string;
+  owner: string;
+  image: string;
+  limits: SandboxLimits;
+  /** Host workspace dir, bound at /workspace. */
+  workspaceDir: string;
+  /** Extra read-only binds [host, inside] (injected files). */
+  roBinds: Array<[string, string]>;
+  /** Read-write binds [host, inside] (the egress proxy socket dir). */
+  binds?: Array<[string, string]>;
+  /** OCI runtime, e.g. `runsc` (gVisor); default the engine's. */
+  runtime?: string;
+}
+
+/**
+ * `docker run -d` arguments of a sandbox container, with every hardening flag
+ * of issue 3. PID 1 is docker-init (--init) running `sleep infinity`: it reaps
+ * the orphans of exec'd commands so zombies never eat the pids limit. No
+ * runtime socket is ever mounted; only the workspace and injected files are.
+ */
+export function containerRunArgs(input: ContainerArgsInput): string[] {
+  const l = input.limits;
+  const mem = String(Math.max(6 * 1024 * 1024, Math.floor(l.memoryBytes)));
+  const tmpBytes = Math.max(1024 * 1024, Math.min(l.workspaceBytes, l.memoryBytes));
+  const a = ['run', '--detach', '--name', input.name];
+  a.push('--label', `${LABEL_SANDBOX}=${input.sandboxId}`, '--label', `${LABEL_OWNER}=${input.owner}`);
+  a.push('--init', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges');
+  a.push('--read-only', '--tmpfs', `/tmp:rw,nosuid,nodev,size=${tmpBytes},mode=1777`);
+  a.push('--pids-limit', String(Math.max(1, Math.floor(l.maxProcesses))));
+  // Swap equal to memory: no swap at all on top of the limit.
+  a.push('--memory', mem, '--memory-swap', mem);
+  a.push('--cpus', String(l.cpus));
+  a.push('--network', 'none');
+  a.push('--user', '1000:1000', '--hostname', 'sandbox', '--workdir', '/workspace');
+  a.push('--ipc', 'private');
+  if (input.runtime) a.push('--runtime', input.runtime);
+  a.push('--mount', `type=bind,source=${input.workspaceDir},target=/workspace`);
+  for (const [host, inside] of input.roBinds) a.push('--mount', `type=bind,source=${host},target=${inside},readonly`);
+  for (const [host, inside] of input.binds ?? []) a.push('--mount', `type=bind,source=${host},target=${inside}`);
+  a.push('--entrypoint', 'sleep', input.image, 'infinity');
+  return a;
+}
+
+/**
+ * Script run by `docker exec` in front of each command: the command's pid (its
+ * own process group: exec'd processes lead a new session) goes into a file so
+ * that kill() can SIGKILL the whole group inside the container; killing the
+ * docker CLI alone would leave it running. Fixed text; argv comes as "$@".
+ */
+export const EXEC_WRAPPER = 'echo $$ > "/tmp/.sandbox-runner-$1.pid"; shift; exec "$@"';

@@ -1,0 +1,182 @@
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerDriver } from '../../../src/sandbox/docker/docker-driver.js';
+import type { DockerSandbox } from '../../../src/sandbox/docker/docker-sandbox.js';
+import type { RunResult } from '../../../src/sandbox/driver.js';
+import { isAlive, sandboxId, spec, tempDir, type SpecOverrides } from './helpers.js';
+
+// Docker hardening (issue 3), checked twice: in the container's HostConfig and
+// from inside; then each limit, hit for real.
+describe('docker sandbox', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let driver: DockerDriver;
+  let sb: DockerSandbox;
+  let stateDir: string;
+  const owner = `test-${process.pid}`;
+
+  beforeAll(async () => {
+    work = await tempDir('sr-docker-');
+    stateDir = path.join(work.dir, 'runner-state');
+    await mkdir(stateDir, { mode: 0o700 });
+    await writeFile(path.join(stateDir, 'identity.json'), '{"secret":"runner-private-key"}', { mode: 0o600 });
+    driver = new DockerDriver({ workRoot: path.join(work.dir, 'sandboxes'), owner });
+    sb = (await driver.create(spec(sandboxId('dk'), { env: { GIVEN: 'yes', SECRET_TOKEN: 'v-123' } }))) as DockerSandbox;
+  });
+
+  afterAll(async () => {
+    await sb?.dispose();
+    await driver?.cleanupOrphans();
+    await work?.remove();
+  });
+
+  const sh = async (script: string, s: DockerSandbox = sb) => {
+    const r = await s.run({ argv: ['/bin/sh', '-c', script] });
+    return { ...r, out: r.stdout.toString().trim() };
+  };
+
+  it('probe reports the engine and the imported image', async () => {
+    const status = await driver.probe();
+    expect(status).toMatchObject({ available: true });
+    expect(status.message).toContain('base image imported');
+  });
+
+  it('creates the container with every hardening flag', async () => {
+    const r = await execa('docker', ['inspect', sb.containerId]);
+    const [c] = JSON.parse(r.stdout) as Array<{ HostConfig: Record<string, unknown>; Config: Record<string, unknown>; Mounts: Array<{ Source: string; Destination: string }> }>;
+    const h = c!.HostConfig;
+    expect(h.CapDrop).toEqual(['ALL']);
+    expect(h.CapAdd ?? null).toBeNull();
+    expect(h.SecurityOpt).toEqual(['no-new-privileges']);
+    expect(h.ReadonlyRootfs).toBe(true);
+    expect(Object.keys(h.Tmpfs as object)).toEqual(['/tmp']);
+    expect(h.PidsLimit).toBe(256);
+    expect(h.Memory).toBe(256 * 1024 * 1024);
+    expect(h.MemorySwap).toBe(h.Memory);
+    expect(h.NanoCpus).toBe(1e9);
+    expect(h.NetworkMode).toBe('none');
+    expect(h.Privileged).toBe(false);
+    expect(c!.Config.User).toBe('1000:1000');
+    expect(c!.Mounts.map((m) => m.Destination)).toEqual(['/workspace']);
+    for (const m of c!.Mounts) expect(m.Source).not.toMatch(/\.sock$/);
+    // Secrets travel at exec time, never in the container's config.
+    expect(JSON.stringify(c!.Config.Env)).not.toContain('v-123');
+  });
+
+  it('from inside: no capabilities, no_new_privs, uid 1000, no network but lo, read-only root', async () => {
+    const r = await sh('grep -E "^(CapEff|CapPrm|NoNewPrivs)" /proc/self/status; id -u; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " "; touch /x 2>&1; touch /usr/x 2>&1; echo w > /workspace/w && cat /workspace/w; echo t > /tmp/t && cat /tmp/t; hostname');
+    expect(r.out).toMatch(/CapEff:\s+0000000000000000/);
+    expect(r.out).toMatch(/CapPrm:\s+0000000000000000/);
+    expect(r.out).toMatch(/NoNewPrivs:\s+1/);
+    const lines = r.out.split('\n');
+    expect(lines).toContain('1000');
+    expect(lines).toContain('lo');
+    expect(lines.filter((l) => /^(eth|ens|docker|veth)/.test(l))).toEqual([]);
+    expect(r.out.match(/Read-only file system/g)?.length).toBe(2);
+    expect(lines.slice(-3)).toEqual(['w', 't', 'sandbox']);
+    expect(await readdir(sb.workspaceDir)).toContain('w');
+  });
+
+  it("holds the given environment and none of the runner's; cannot see the host's /root or state dir", async () => {
+    process.env.RUNNER_ONLY_MARKER = 'host-side';
+    try {
+      const env = (await sh('env')).out;
+      expect(env).toContain('GIVEN=yes');
+      expect(env).toContain('SECRET_TOKEN=v-123');
+      expect(env).not.toContain('RUNNER_ONLY_MARKER');
+      const r = await sh(`ls -A /root 2>&1; cat ${path.join(stateDir, 'identity.json')} 2>&1; ls /var/run/docker.sock 2>&1; echo end`);
+      expect(r.out).not.toContain('runner-private-key');
+      expect(r.out).toMatch(/docker\.sock'?: No such file/);
+    } finally {
+      delete process.env.RUNNER_ONLY_MARKER;
+    }
+  });
+
+  it('keeps a live shell across commands (spawn with stdin)', async () => {
+    const shell = await sb.spawn({ argv: ['/bin/bash'] });
+    const seen = new Promise<string>((resolve) => {
+      let acc = '';
+      shell.stdout.on('data', (c: Buffer) => {
+        acc += c.toString();
+        if (acc.includes('ready')) resolve(acc);
+      });
+    });
+    shell.stdin.write('cd /tmp; X=7\necho ready $X $PWD\n');
+    expect(await seen).toContain('ready 7 /tmp');
+    shell.kill();
+    expect((await shell.exited).code).not.toBe(0);
+  });
+
+  describe('limits', () => {
+    async function hostile(overrides: SpecOverrides, argv: string[], timeoutMs?: number): Promise<RunResult> {
+      const s = await driver.create(spec(sandboxId('dl'), overrides));
+      try {
+        let started!: () => void;
+        const running = new Promise<void>((r) => (started = r));
+        const run = s.run({ argv, ...(timeoutMs ? { timeoutMs } : {}), onOutput: () => started() });
+        await Promise.race([running, run]);
+        // Another sandbox keeps answering meanwhile.
+        const ok = await sb.run({ argv: ['/bin/echo', 'alive'] });
+        expect(ok.stdout.toString()).toBe('alive\n');
+        return await run;
+      } finally {
+        await s.dispose();
+      }
+    }
+
+    it('a fork bomb ends as processes', async () => {
+      const r = await hostile({ limits: { maxProcesses: 64 } }, ['/bin/bash', '-c', 'echo go; bomb() { bomb | bomb & }; bomb; wait']);
+      expect(r.ended).toBe('processes');
+    });
+
+    it('a memory balloon ends as memory', async () => {
+      const r = await hostile({ limits: { memoryBytes: 96 * 1024 * 1024 } }, ['/usr/bin/python3', '-c', 'print("go", flush=True)\nb = []\nwhile True: b.append(b"x" * (8 << 20))']);
+      expect(r.ended).toBe('memory');
+    });
+
+    it('a disk fill ends as disk', async () => {
+      const r = await hostile({ limits: { workspaceBytes: 16 * 1024 * 1024 } }, ['/bin/sh', '-c', 'echo go; dd if=/dev/zero of=/workspace/fill bs=1M count=64; while true; do echo more >> /workspace/f2; done']);
+      expect(r.ended).toBe('disk');
+    });
+
+    it('a 10 GB stdout flood ends as output with a marker', async () => {
+      const r = await hostile({ limits: { outputBytes: 64 * 1024 } }, ['/bin/sh', '-c', 'echo go; head -c 10G /dev/zero']);
+      expect(r.ended).toBe('output');
+      expect(r.stdout.length).toBeLessThan(64 * 1024 + 100);
+      expect(r.stdout.toString()).toMatch(/\[output truncated: \d+ bytes dropped\]\n$/);
+    });
+
+    it('a wall-time overrun ends as wall_time', async () => {
+      const r = await hostile({}, ['/bin/sh', '-c', 'echo go; sleep 600'], 500);
+      expect(r.ended).toBe('wall_time');
+    });
+
+    it('abort kills the whole tree inside the container', async () => {
+      const ac = new AbortController();
+      let pids: number[] = [];
+      const r = await sb.run({
+        argv: ['/bin/sh', '-c', 'sleep 601 & sleep 602 & echo started; wait'],
+        signal: ac.signal,
+        onOutput: async () => {
+          const top = await execa('docker', ['top', sb.containerId, '-eo', 'pid,args']);
+          pids = top.stdout.split('\n').filter((l) => /^\s*\d+\s+sleep 60[12]$/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]));
+          ac.abort();
+        },
+      });
+      expect(r.ended).toBe('cancelled');
+      expect(pids.length).toBe(2);
+      for (const pid of pids) expect(await isAlive(pid)).toBe(false);
+    });
+  });
+
+  it('cleanupOrphans removes the containers a previous runner left', async () => {
+    const other = new DockerDriver({ workRoot: path.join(work.dir, 'orphans'), owner: `${owner}-o` });
+    const left = (await other.create(spec(sandboxId('orphan')))) as DockerSandbox;
+    const restarted = new DockerDriver({ workRoot: path.join(work.dir, 'orphans'), owner: `${owner}-o` });
+    expect(await restarted.cleanupOrphans()).toEqual([left.containerId]);
+    const ps = await execa('docker', ['ps', '-aq', '--filter', `id=${left.containerId}`]);
+    expect(ps.stdout.trim()).toBe('');
+    await left.dispose();
+  });
+});
