@@ -53,7 +53,8 @@ export async function pair(options: PairOptions): Promise<Identity> {
       signal,
     });
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+    const c = (err as { cause?: { code?: string; message?: string } }).cause;
+    const cause = c?.code ?? c?.message ?? (err as Error).message;
     throw new RunnerError('unreachable', `cannot reach the control plane at ${base} (${cause}); check --url and that it is running`);
   }
   const text = await res.text();
