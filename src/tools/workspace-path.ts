@@ -219,6 +219,52 @@ export class WorkspaceFs {
     return 'created';
   }
 
+  /**
+   * Writes regular file `name` in `dir`, replacing an existing regular file's
+   * content; refuses to write through a symlink or into anything else.
+   */
+  async writeFile(dir: FileHandle, name: string, data: Uint8Array, mode: number, shown: string): Promise<void> {
+    if ((await this.createFile(dir, name, data, mode)) === 'created') return;
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ELOOP') throw invalid(`${shown} is a symbolic link in the workspace; remove it first, files are never written through links.`);
+      if (code === 'EISDIR') throw invalid(`${shown} is a directory in the workspace; remove it first or choose another path.`);
+      if (code === 'ENXIO') throw invalid(`${shown} is a FIFO or socket in the workspace; remove it first.`);
+      throw ioError(err, shown);
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw invalid(`${shown} is not a regular file in the workspace; remove it first.`);
+      await handle.truncate(0);
+      await handle.write(data, 0, data.length, 0);
+      await handle.chmod(mode);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Opens directory `rel`, creating it and its parents when `create` is set. */
+  async openDir(rel: string, options: { create?: boolean } = {}): Promise<{ rel: string; dir: FileHandle }> {
+    if (rel === '') return { rel, dir: await this.openRoot() };
+    const parent = await this.parent(rel, options);
+    try {
+      if (options.create === true) {
+        const dir = await this.makeDir(parent.dir, parent.name);
+        return { rel: parent.rel, dir };
+      }
+    } finally {
+      await parent.dir.close();
+    }
+    const entry = await this.openExisting(rel);
+    if (entry.kind !== 'directory') {
+      await entry.handle.close();
+      throw invalid(`The path ${this.display(rel)} is not a directory; give a directory.`);
+    }
+    return { rel: entry.rel, dir: entry.handle };
+  }
+
   /** Creates directory `name` in `dir` if missing and opens it (never through a symlink). */
   async makeDir(dir: FileHandle, name: string, mode = 0o755): Promise<FileHandle> {
     let made = false;

@@ -1,0 +1,67 @@
+import { Header, Pax } from 'tar';
+
+/** One entry of an archive being built. */
+export interface TarEntry {
+  path: string;
+  type: 'File' | 'Directory' | 'SymbolicLink';
+  mode: number;
+  mtime: Date;
+  /** File content (File only). */
+  body?: Buffer;
+  /** Target (SymbolicLink only), stored as is and never followed. */
+  linkpath?: string;
+}
+
+const BLOCK = 512;
+
+/**
+ * A tar archive built in memory from entries the caller read itself (node-tar's
+ * Pack reads paths from disk, and a path-based read is exactly the race the
+ * files tool must avoid). Long names get a PAX header, as node-tar would write.
+ */
+export class TarWriter {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  /** Bytes written so far (headers, bodies and padding). */
+  get size(): number {
+    return this.bytes;
+  }
+
+  add(entry: TarEntry): void {
+    const size = entry.type === 'File' ? (entry.body?.length ?? 0) : 0;
+    const data = {
+      path: entry.type === 'Directory' && !entry.path.endsWith('/') ? `${entry.path}/` : entry.path,
+      mode: entry.mode & 0o7777,
+      size,
+      mtime: entry.mtime,
+      type: entry.type,
+      uid: 0,
+      gid: 0,
+      ...(entry.linkpath === undefined ? {} : { linkpath: entry.linkpath }),
+    };
+    const header = new Header(data);
+    const block = Buffer.alloc(BLOCK);
+    if (header.encode(block, 0)) {
+      // Fields that do not fit the ustar header travel in a PAX extended header first.
+      this.push(new Pax({ path: data.path, mtime: data.mtime, size, ...(entry.linkpath === undefined ? {} : { linkpath: entry.linkpath }) }).encode());
+    }
+    this.push(block);
+    if (size > 0 && entry.body) {
+      this.push(entry.body);
+      const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+      if (pad > 0) this.push(Buffer.alloc(pad));
+    }
+  }
+
+  /** The finished archive (two zero blocks end it). */
+  finish(): Buffer {
+    this.push(Buffer.alloc(BLOCK * 2));
+    return Buffer.concat(this.chunks);
+  }
+
+  private push(buf: Buffer): void {
+    this.chunks.push(buf);
+    this.bytes += buf.length;
+  }
+}
