@@ -40,6 +40,10 @@ export function dialWebSocket(url: string, options: { signal?: AbortSignal; time
 }
 
 function wrap(ws: WebSocket): Transport {
+  // A frame may arrive in the same packet as the upgrade answer, before the
+  // caller has set its handler: hold frames until one is set.
+  let handler: Transport['onMessage'] | undefined;
+  const early: Array<[string | Buffer, boolean]> = [];
   const t: Transport = {
     send(data) {
       return new Promise((resolve, reject) => {
@@ -59,7 +63,13 @@ function wrap(ws: WebSocket): Transport {
         // closing already; the close handler takes over
       }
     },
-    onMessage: () => undefined,
+    get onMessage() {
+      return handler ?? ((data, binary) => void early.push([data, binary]));
+    },
+    set onMessage(fn) {
+      handler = fn;
+      for (const [data, binary] of early.splice(0)) fn(data, binary);
+    },
     onPong: () => undefined,
     onClose: () => undefined,
   };

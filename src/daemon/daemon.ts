@@ -45,7 +45,7 @@ export class Daemon {
       size: config.sandbox.isolate.hosts,
       memoryMb: config.sandbox.isolate.memoryMb,
       timeoutMs: config.sandbox.isolate.timeoutMs,
-      logger: logger.child({ part: 'isolate' }),
+      logger: logger.child({ component: 'isolate' }),
     });
     const drivers = options.drivers ?? (await createDrivers(config, logger));
     const executor = new Executor({
@@ -106,7 +106,7 @@ export class Daemon {
         reconnectMaxMs: config.controlPlane.reconnectMaxMs,
         onMessage: (m) => handler.onMessage(m),
         onConnected: (known) => handler.onConnected(known),
-        logger: logger.child({ part: 'connection' }),
+        logger: logger.child({ component: 'connection' }),
       });
     }
     const d = new Daemon(options, identity, journal, isolates, executor, connection, logger);

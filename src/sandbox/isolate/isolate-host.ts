@@ -128,6 +128,9 @@ process.on('message', (msg: HostRequest) => {
     }
   }
 });
-// The daemon going away must take the host with it.
+// The daemon going away must take the host with it. Terminal signals reach the
+// whole process group; the daemon decides when its host stops, not the terminal.
 process.on('disconnect', () => process.exit(0));
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);
 send({ kind: 'ready' });
