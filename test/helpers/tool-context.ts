@@ -1,7 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { OutputStream, Sandbox } from '../../src/sandbox/driver.js';
+import { BwrapDriver } from '../../src/sandbox/bwrap/bwrap-driver.js';
+import type { OutputStream, Sandbox, SandboxLimits } from '../../src/sandbox/driver.js';
 import { DEFAULT_LIMITS } from '../../src/sandbox/driver.js';
 import type { IsolatePool } from '../../src/sandbox/isolate/isolate-pool.js';
 import type { SessionState, ToolContext, ToolDefinition, ToolOutcome } from '../../src/tools/tool.js';
@@ -106,5 +107,43 @@ export async function hostWorkspace(): Promise<Sandbox & { cleanup(): Promise<vo
     run: () => Promise.resolve(refuse()),
     dispose: () => Promise.resolve(),
     cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A real bwrap sandbox (base image) with its driver, and how to remove both. */
+export interface TestBwrap {
+  sandbox: Sandbox;
+  dispose(): Promise<void>;
+}
+
+let bwrapCounter = 0;
+
+/** Creates a real bubblewrap sandbox for tool tests; `dispose` removes it and its cgroups. */
+export async function bwrapSandbox(limits: Partial<SandboxLimits> = {}): Promise<TestBwrap> {
+  const work = await mkdtemp(path.join(tmpdir(), 'sr-tools-'));
+  // Sandboxes run as their own host uid: the way down to their workspaces must be traversable.
+  await chmod(work, 0o711);
+  const driver = new BwrapDriver({
+    imagesDir: path.resolve(import.meta.dirname, '../../sandbox-images'),
+    workRoot: path.join(work, 'sandboxes'),
+    cgroupParent: `sandbox-runner-test-${process.pid}-tools`,
+  });
+  const sandbox = await driver.create({
+    id: `tools-${process.pid}-${++bwrapCounter}`,
+    image: 'base',
+    limits: { ...DEFAULT_LIMITS, wallTimeMs: 60_000, memoryBytes: 256 * 1024 * 1024, ...limits },
+    network: { mode: 'none' },
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace', LANG: 'C.UTF-8' },
+  });
+  return {
+    sandbox,
+    async dispose() {
+      try {
+        await sandbox.dispose();
+        await driver.cleanupOrphans({ parentToo: true });
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    },
   };
 }
