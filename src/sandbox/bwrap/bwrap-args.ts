@@ -2,8 +2,9 @@
  * The bubblewrap command line of one sandboxed process, as an argv array (never
  * a shell string). Pure: the driver gathers the paths, this decides the policy.
  *
- * Layout inside: a tmpfs `/` (so mount points can be made for anything), each
- * top-level entry of the image bound read-only, a private writable
+ * Layout inside: the image bound read-only as `/` (or, when a mount point is
+ * missing from it, a tmpfs `/` with each top-level entry of the image bound
+ * read-only, made read-only at the end), a private writable
  * `/workspace` (bound from the host), a size-capped tmpfs `/tmp`, a fresh
  * `/proc` for the new pid namespace, a minimal `/dev`, then `/` made read-only.
  */
@@ -17,7 +18,12 @@ export interface RootEntry {
 
 export interface BwrapArgsInput {
   bwrapPath: string;
-  /** Entries of `/` inside. */
+  /**
+   * The image dir, bound read-only as `/` in one mount: the fast layout, used
+   * when every mount point (`/workspace`, `/tmp`, injected files) exists in it.
+   */
+  rootDir?: string;
+  /** Entries of `/` inside, on a tmpfs made read-only after: the layout that can take any mount point. */
   root: RootEntry[];
   /** Host dir bound read-write at /workspace. */
   workspaceDir: string;
@@ -50,17 +56,21 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   // No nested user namespaces: they are the usual first step of kernel exploits.
   a.push('--disable-userns');
-  a.push('--tmpfs', '/');
-  for (const e of input.root) {
-    if (e.symlink !== undefined) a.push('--symlink', e.symlink, `/${e.name}`);
-    else if (e.hostPath !== undefined) a.push('--ro-bind', e.hostPath, `/${e.name}`);
+  if (input.rootDir !== undefined) {
+    a.push('--ro-bind', input.rootDir, '/');
+  } else {
+    a.push('--tmpfs', '/');
+    for (const e of input.root) {
+      if (e.symlink !== undefined) a.push('--symlink', e.symlink, `/${e.name}`);
+      else if (e.hostPath !== undefined) a.push('--ro-bind', e.hostPath, `/${e.name}`);
+    }
   }
   for (const [host, inside] of input.roBinds) a.push('--ro-bind', host, inside);
   a.push('--bind', input.workspaceDir, '/workspace');
   for (const [host, inside] of input.binds ?? []) a.push('--bind', host, inside);
   a.push('--perms', '1777', '--size', String(Math.max(1024 * 1024, Math.floor(input.tmpBytes))), '--tmpfs', '/tmp');
   a.push('--proc', '/proc', '--dev', '/dev');
-  a.push('--remount-ro', '/');
+  if (input.rootDir === undefined) a.push('--remount-ro', '/');
   a.push('--clearenv');
   for (const [k, v] of Object.entries(input.env)) a.push('--setenv', k, v);
   a.push('--chdir', input.cwd);

@@ -183,13 +183,23 @@ export class BwrapDriver implements SandboxDriver {
         roBinds.push(...etc.binds);
       }
       await this.placeFiles(spec, sandboxDir, workspaceDir, hostUid, roBinds);
+      // One read-only bind of the whole image is ~10 mounts cheaper per process
+      // than the tmpfs layout; it needs every mount point to exist in the image.
+      let rootDir: string | undefined;
+      if (rootfs) {
+        const points = ['/workspace', '/tmp', '/proc', '/dev', ...roBinds.map(([, inside]) => inside)];
+        const present = await Promise.all(points.map((p) => lstat(path.join(rootfs, p)).then(() => true, () => false)));
+        if (present.every(Boolean)) rootDir = rootfs;
+      }
 
       const cgroup = enforcement === 'rlimits' ? undefined : await this.cgroups.create(spec.id, spec.limits);
       if (cgroup) cleanup.push(() => cgroup.remove());
-      const rlimits = ['--core=0'];
-      // Under cgroups the pids controller is the limit (it can say so); NPROC is only a backstop.
-      rlimits.push(`--nproc=${spec.limits.maxProcesses + (cgroup ? 16 : 0)}`);
-      if (!cgroup) rlimits.push(`--as=${spec.limits.memoryBytes}`, `--fsize=${spec.limits.workspaceBytes}`);
+      // Under cgroups the controllers are the limits (and say when they were hit);
+      // prlimit would only cost one more exec per process. Without them, rlimits:
+      // RLIMIT_NPROC counts per user, RLIMIT_AS is virtual memory, RLIMIT_FSIZE per file.
+      const rlimits = cgroup
+        ? []
+        : ['--core=0', `--nproc=${spec.limits.maxProcesses}`, `--as=${spec.limits.memoryBytes}`, `--fsize=${spec.limits.workspaceBytes}`];
 
       this.logger.debug({ sandbox: spec.id, image: rootfs ?? 'host', limits: enforcement }, 'bwrap sandbox created');
       return new BwrapSandbox({
@@ -199,6 +209,7 @@ export class BwrapDriver implements SandboxDriver {
         workspaceDir,
         workspaceMounted,
         root,
+        rootDir,
         roBinds,
         binds: [],
         // Proxy mode keeps the sandbox network-less too: the proxy comes in through a unix socket.

@@ -17,6 +17,8 @@ export interface BwrapSandboxInit {
   /** Whether workspaceDir is a size-capped tmpfs mounted by the driver (unmounted at dispose). */
   workspaceMounted: boolean;
   root: RootEntry[];
+  /** Set when the image can be bound as `/` in one mount. */
+  rootDir: string | undefined;
   roBinds: Array<[string, string]>;
   binds: Array<[string, string]>;
   shareNet: boolean;
@@ -64,6 +66,7 @@ export class BwrapSandbox implements Sandbox {
     const bwrap = buildBwrapArgs({
       bwrapPath: i.bwrapPath,
       root: i.root,
+      ...(i.rootDir !== undefined ? { rootDir: i.rootDir } : {}),
       workspaceDir: i.workspaceDir,
       tmpBytes: Math.min(i.limits.workspaceBytes, i.limits.memoryBytes),
       roBinds: i.roBinds,

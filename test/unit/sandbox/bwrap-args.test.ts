@@ -32,6 +32,13 @@ describe('buildBwrapArgs', () => {
     expect(a.slice(-4)).toEqual(['--', 'sh', '-c', 'echo $A']);
   });
 
+  it('binds the image as / in one read-only mount when given rootDir', () => {
+    const a = buildBwrapArgs({ ...input, rootDir: '/img' }).join(' ');
+    expect(a).toContain('--ro-bind /img /');
+    expect(a).not.toMatch(/--tmpfs \/ /);
+    expect(a).not.toContain('--remount-ro');
+  });
+
   it('keeps the network namespace only when told to', () => {
     expect(buildBwrapArgs({ ...input, shareNet: true })).not.toContain('--unshare-net');
   });
