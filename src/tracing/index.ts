@@ -1,0 +1,3 @@
+export { CallSpan } from './call-span.js';
+export { toSpanRecord } from './span-record.js';
+export { createTracing, type Tracing, type TracingOptions } from './tracing.js';
