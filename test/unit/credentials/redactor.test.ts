@@ -182,6 +182,17 @@ describe('Redactor', () => {
     expect(out).toBe(64 * chunk.length);
   });
 
+  it('masks a binary (non-UTF-8) secret in bytes, hex and base64', () => {
+    const secret = new Uint8Array([0xff, 0x00, 0xfe, 0x80, 0x81, 0x7f, 0x10, 0x20]);
+    const r = new Redactor();
+    r.add(secret, 'BIN');
+    const input = new Uint8Array([1, 2, ...secret, 3]);
+    expect([...r.redactBytes(input)]).toEqual([1, 2, ...Buffer.from('[REDACTED:BIN]'), 3]);
+    expect(r.redact(`hex ${Buffer.from(secret).toString('hex')} b64 ${Buffer.from(secret).toString('base64')}`)).toBe(
+      'hex [REDACTED:BIN] b64 [REDACTED:BIN]',
+    );
+  });
+
   it('redacts log lines through createLogRedaction', () => {
     const r = new Redactor();
     const redact = createLogRedaction(r);

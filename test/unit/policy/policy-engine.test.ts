@@ -19,11 +19,21 @@ describe('PolicySchema', () => {
     expect(p.maxConcurrentCalls).toBe(8);
   });
 
-  it('describes every key', () => {
-    const shape = PolicySchema.shape;
-    for (const [key, schema] of Object.entries(shape)) {
-      expect(schema.description, key).toBeTruthy();
-    }
+  it('describes every key, nested ones included', () => {
+    const missing: string[] = [];
+    const walk = (schema: unknown, path: string): void => {
+      let inner = schema as { description?: string; def: { type: string; innerType?: unknown; valueType?: unknown }; shape?: Record<string, unknown> };
+      while (inner.def.innerType) inner = inner.def.innerType as typeof inner;
+      if (inner.shape) {
+        for (const [key, child] of Object.entries(inner.shape)) {
+          if (!(child as { description?: string }).description) missing.push(`${path}.${key}`);
+          walk(child, `${path}.${key}`);
+        }
+      }
+      if (inner.def.type === 'record') walk(inner.def.valueType, `${path}.<name>`);
+    };
+    walk(PolicySchema, 'policy');
+    expect(missing).toEqual([]);
   });
 });
 
