@@ -110,6 +110,19 @@ export const VaultReferenceSchema = z
   })
   .strict();
 
+/** A protocol error, sent by either end (a bad frame, a refused request, a failed handshake). */
+export const ErrorMessageSchema = z
+  .object({
+    ...envelope,
+    type: z.literal('error'),
+    code: z.string().max(64),
+    message: z.string().max(4000),
+    /** The id of the message this answers, when it had one. */
+    ref: z.string().max(200).optional(),
+  })
+  .strict();
+export type ErrorMessage = z.infer<typeof ErrorMessageSchema>;
+
 // ---- control plane -> runner --------------------------------------------------------
 
 export const HelloSchema = z
@@ -189,6 +202,7 @@ export const AckSchema = z
 
 export const ControlMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
+  ErrorMessageSchema,
   WelcomeSchema,
   ToolCallSchema,
   ToolCancelSchema,
@@ -293,17 +307,6 @@ export const SessionResultSchema = z
   })
   .strict();
 
-export const ErrorMessageSchema = z
-  .object({
-    ...envelope,
-    type: z.literal('error'),
-    code: z.string().max(64),
-    message: z.string().max(4000),
-    /** The id of the message this answers, when it had one. */
-    ref: z.string().max(200).optional(),
-  })
-  .strict();
-export type ErrorMessage = z.infer<typeof ErrorMessageSchema>;
 
 export const RunnerAckSchema = AckSchema;
 
