@@ -118,8 +118,8 @@ export class TestRunner {
   }
 
   /** Opens the socket and returns once it is open (hello not yet consumed). */
-  static async open(wsUrl: string): Promise<TestRunner> {
-    const ws = new WebSocket(wsUrl);
+  static async open(wsUrl: string, options: WebSocket.ClientOptions = {}): Promise<TestRunner> {
+    const ws = new WebSocket(wsUrl, options);
     const runner = new TestRunner(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -129,8 +129,12 @@ export class TestRunner {
   }
 
   /** Opens, answers the challenge with `keys` and waits for `welcome`. */
-  static async connect(p: Paired, capabilities = DEFAULT_CAPABILITIES): Promise<{ runner: TestRunner; welcome: MessageOf<ControlMessage, 'welcome'> }> {
-    const runner = await TestRunner.open(p.wsUrl);
+  static async connect(
+    p: Paired,
+    capabilities = DEFAULT_CAPABILITIES,
+    options: WebSocket.ClientOptions = {},
+  ): Promise<{ runner: TestRunner; welcome: MessageOf<ControlMessage, 'welcome'> }> {
+    const runner = await TestRunner.open(p.wsUrl, options);
     const hello = await runner.next('hello');
     runner.send({
       v: 1,
