@@ -68,7 +68,17 @@ async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new RunnerError('config_invalid', `${file}: the top level must be a mapping of keys, like "stateDir: /var/lib/sandbox-runner"`);
   }
-  return doc as Record<string, unknown>;
+  return dropNulls(doc as Record<string, unknown>);
+}
+
+/** A key written with nothing after it (`tracing:` with every child commented out) means "not set". */
+function dropNulls(obj: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (v === null) continue;
+    out[k] = isPlain(v) ? dropNulls(v) : v;
+  }
+  return out;
 }
 
 /** SANDBOX_RUNNER_A_B__C_D=v → {aB: {cD: v}}; values parse as JSON when they can. */
@@ -123,7 +133,7 @@ export function formatConfigIssues(error: z.ZodError, file?: string): string {
     if (issue.code === 'unrecognized_keys') {
       fix = `; remove ${issue.keys.map((k) => `"${k}"`).join(', ')} or check the spelling against config/sandbox-runner.example.yaml`;
     } else if (issue.code === 'invalid_type') {
-      fix = `; set ${at} (or ${envName}) to a ${issue.expected}`;
+      fix = `; set ${at} (or ${envName}) to ${/^[aeiou]/.test(String(issue.expected)) ? 'an' : 'a'} ${issue.expected}`;
     } else if (issue.code === 'invalid_value' && 'values' in issue) {
       fix = `; use one of ${(issue.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
     }
