@@ -128,6 +128,8 @@ export async function applyUpload(ws: WorkspaceFs, destRel: string, planned: Pla
     signal.throwIfAborted();
     const rel = [dest.rel, item.path].filter((p) => p !== '').join('/');
     if (item.kind === 'directory') {
+      // The archive's own root (`./`) is the destination itself.
+      if (item.path === '') continue;
       const { dir } = await ws.openDir(rel, { create: true });
       await dir.close();
       summary.directories++;

@@ -1,0 +1,56 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bashTool } from '../../../src/tools/bash/index.js';
+import { editorTool } from '../../../src/tools/editor/index.js';
+import { filesTool } from '../../../src/tools/files/index.js';
+import { bwrapSandbox, callTool, makeToolContext, MemorySessionState, outcomeText, type TestBwrap } from '../../helpers/tool-context.js';
+
+// The host-side tools (editor, files) and the sandbox's own processes share one
+// workspace: what one writes the other sees, and what sandboxed code plants
+// (symlinks out, in any path component) is never followed by the host side.
+describe('editor and files on a real bwrap session workspace', () => {
+  let box: TestBwrap;
+  const session = new MemorySessionState();
+  beforeAll(async () => {
+    box = await bwrapSandbox();
+  });
+  afterAll(async () => {
+    await session.dispose();
+    await box?.dispose();
+  });
+  const ctx = () => makeToolContext({ sandbox: box.sandbox, session });
+  const bash = async (command: string) => outcomeText(await callTool(bashTool, { command }, ctx()));
+  const edit = (input: Record<string, unknown>) => callTool(editorTool, input, ctx());
+
+  it('files made by the editor are the sandbox user\'s to change, and bash edits show in view', async () => {
+    await edit({ command: 'create', path: '/workspace/app/main.py', file_text: 'print("hi")\n' });
+    expect(await bash('echo "print(2)" >> app/main.py && id -u && stat -c %u app/main.py app')).toBe('1000\n1000\n1000');
+    expect(outcomeText(await edit({ command: 'view', path: 'app/main.py' }))).toBe(
+      "Here's the result of running `cat -n` on /workspace/app/main.py:\n     1\tprint(\"hi\")\n     2\tprint(2)\n",
+    );
+  });
+
+  it('a symlink to /etc/passwd planted by sandboxed code is readable through neither view nor download', async () => {
+    await bash('ln -s /etc/passwd pw && mkdir -p d && ln -s /etc d/etc && ln -s ../../.. up');
+    for (const p of ['pw', 'd/etc/passwd', 'up/etc/passwd']) {
+      const viewed = await edit({ command: 'view', path: p });
+      expect(viewed.isError).toBe(true);
+      expect(outcomeText(viewed)).toMatch(/is a symbolic link to .*, outside the workspace; tools do not follow it/);
+      const downloaded = await callTool(filesTool, { action: 'download', path: p }, ctx());
+      expect(downloaded.isError).toBe(true);
+      expect(outcomeText(downloaded)).not.toContain('root:x:0:0');
+    }
+    const whole = await callTool(filesTool, { action: 'download', path: '/workspace' }, ctx());
+    expect(whole.isError).toBe(false);
+    const tar = Buffer.from(Array.isArray(whole.content) ? (whole.content[1]?.text ?? '') : '', 'base64');
+    expect(tar.includes('root:x:0:0')).toBe(false);
+  });
+
+  it('an upload lands where bash sees it', async () => {
+    await bash('mkdir -p /tmp/src/sub && echo payload > /tmp/src/sub/f.txt');
+    // Made by the sandbox's own tar, so the archive is what a client would send.
+    const b64 = await bash('tar -C /tmp/src -cf - . | base64 -w0');
+    const up = await callTool(filesTool, { action: 'upload', path: 'incoming', tar: b64 }, ctx());
+    expect(up).toEqual({ status: 'completed', isError: false, content: 'Uploaded 1 files (8 bytes) and 1 directories into /workspace/incoming.' });
+    expect(await bash('cat incoming/sub/f.txt && touch incoming/sub/new && echo writable')).toBe('payload\nwritable');
+  });
+});
