@@ -25,7 +25,15 @@ export interface RunCommandOptions {
   /** Bytes kept of each stream. */
   outputBytes: number;
   emit: (stream: OutputStream, chunk: Buffer) => Promise<void>;
+  /**
+   * Variables for this command only (the call's injected credentials): set as
+   * temporary assignments on the eval, so they reach the command and its
+   * children but do not stay in the shell for later calls.
+   */
+  env?: Record<string, string>;
 }
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Bytes of output kept from between commands (background jobs) for the next one. */
 const IDLE_KEEP = 64 * 1024;
@@ -85,11 +93,11 @@ export class BashShell {
     });
   }
 
-  /** Starts `bash --noprofile --norc` in `sandbox` with `env` on top of the sandbox's. */
-  static async start(sandbox: Sandbox, env: Record<string, string>): Promise<BashShell> {
+  /** Starts `bash --noprofile --norc` in `sandbox` (the sandbox's environment, no prompts). */
+  static async start(sandbox: Sandbox): Promise<BashShell> {
     const proc = await sandbox.spawn({
       argv: ['bash', '--noprofile', '--norc'],
-      env: { ...env, PS1: '', PS2: '', TERM: 'dumb' },
+      env: { PS1: '', PS2: '', TERM: 'dumb' },
     });
     return new BashShell(proc);
   }
@@ -175,8 +183,12 @@ export class BashShell {
         const held = this.idle[name].splice(0);
         for (const chunk of held) this.onData[name]?.(chunk);
       }
+      const assignments = Object.entries(options.env ?? {})
+        .filter(([k]) => ENV_NAME.test(k))
+        .map(([k, v]) => `${k}=${ansiCQuote(v)} `)
+        .join('');
       this.proc.stdin.write(
-        `eval ${ansiCQuote(command)} </dev/null\n` +
+        `${assignments}eval ${ansiCQuote(command)} </dev/null\n` +
           `printf '%s%s:%d\\n' '${a}' '${b}' "$?"\n` +
           `printf '%s%s\\n' '${a}' '${b}' >&2\n`,
       );

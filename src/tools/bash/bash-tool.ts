@@ -77,13 +77,14 @@ async function runInSlot(slot: BashSlot, input: BashInput, ctx: ToolContext): Pr
   if (command.includes('\0')) return textOutcome('The command contains a NUL byte, which bash cannot run; remove it.', 'failed', true);
   const sandbox = await ctx.sandbox();
   if (!slot.shell || slot.shell.exited) {
-    slot.shell = await BashShell.start(sandbox, ctx.env);
+    slot.shell = await BashShell.start(sandbox);
   }
   const result = await slot.shell.run(command, {
     timeoutMs: ctx.timeoutMs,
     signal: ctx.signal,
     outputBytes: sandbox.limits.outputBytes,
     emit: (stream, chunk) => ctx.emit(stream, chunk),
+    env: ctx.env,
   });
   const output = formatOutput(result);
   switch (result.end.kind) {

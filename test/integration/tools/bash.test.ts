@@ -46,6 +46,16 @@ describe('bash in a real bwrap sandbox', () => {
     expect((await bash({ command: 'echo alive' })).content).toBe('alive');
   });
 
+  it("gives the call's injected env to that command only, not to later calls", async () => {
+    const withCred = await callTool(
+      bashTool,
+      { command: 'echo "[$TOKEN]"; sh -c \'echo "child [$TOKEN]"\'' },
+      makeToolContext({ sandbox: box.sandbox, session, env: { TOKEN: "s3cr3t 'q'" } }),
+    );
+    expect(withCred.content).toBe("[s3cr3t 'q']\nchild [s3cr3t 'q']");
+    expect((await bash({ command: 'echo "[$TOKEN]"; env | grep -c TOKEN || true' })).content).toBe('[]\n0');
+  });
+
   it('runs a command that ends in a comment', async () => {
     expect((await bash({ command: 'echo hi # and a comment' })).content).toBe('hi');
   });
