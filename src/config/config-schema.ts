@@ -63,7 +63,7 @@ export const ConfigSchema = z
       .object({
         defaultDriver: z.enum(['bwrap', 'docker']).describe('driver for bash, exec, editor and files').default('bwrap'),
         imagesDir: z.string().optional().describe('sandbox image definitions; built images go to <imagesDir>/out; default <package>/sandbox-images'),
-        workDir: z.string().optional().describe('sandbox workspaces; default <stateDir>/work'),
+        workDir: z.string().optional().describe('sandbox workspaces; default <stateDir>-work (outside the 0700 state dir)'),
         defaultImage: z.string().describe('image used when a call names none').default('base'),
         limits: LimitsConfigSchema.prefault({}),
         bwrap: z
@@ -73,8 +73,10 @@ export const ConfigSchema = z
         docker: z
           .object({
             binary: z.string().describe('docker or podman executable').default('docker'),
-            runtime: z.string().optional().describe('OCI runtime, e.g. runsc for gVisor'),
-            runtimeArgs: z.array(z.string()).optional().describe('extra runtime flags, e.g. --network=none for runsc'),
+            runtime: z
+              .string()
+              .optional()
+              .describe('OCI runtime registered with the engine, e.g. runsc for gVisor (give it --network=none in daemon.json runtimeArgs)'),
           })
           .strict()
           .prefault({}),

@@ -151,7 +151,8 @@ function compileConfig(config: Config, file: string | undefined): CompiledConfig
     sandbox: {
       ...config.sandbox,
       imagesDir: path.resolve(base, config.sandbox.imagesDir ?? path.join(PACKAGE_ROOT, 'sandbox-images')),
-      workDir: path.resolve(base, config.sandbox.workDir ?? path.join(stateDir, 'work')),
+      // Not inside the state dir: that one is 0700, and sandboxes run as other uids.
+      workDir: path.resolve(base, config.sandbox.workDir ?? `${stateDir}-work`),
     },
     source: file ? { file: path.resolve(file) } : {},
   };

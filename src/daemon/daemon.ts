@@ -47,7 +47,7 @@ export class Daemon {
       timeoutMs: config.sandbox.isolate.timeoutMs,
       logger: logger.child({ component: 'isolate' }),
     });
-    const drivers = options.drivers ?? (await createDrivers(config, logger));
+    const drivers = options.drivers ?? (await createDrivers(config, logger.child({ component: 'sandbox' }), identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-')));
     const executor = new Executor({
       tools: builtinTools(),
       isolates,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ControlPlane } from '../../control-plane/index.js';
 import { loadConfig } from '../../config/load-config.js';
@@ -24,7 +24,9 @@ export function registerDevCommand(program: Command): void {
     .option('--log-level <level>', 'log level', 'info')
     .action(async (opts: { dir: string; port: string; logLevel: string }) => {
       const dir = path.resolve(opts.dir);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      // 0711: sandboxes (other uids) must reach .dev/runner-work; the state dirs inside stay 0700.
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await chmod(dir, 0o711);
       const logger = createLogger({ level: opts.logLevel });
       const cp = ControlPlane.create({
         listen: { host: '127.0.0.1', port: Number(opts.port) },

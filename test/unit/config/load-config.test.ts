@@ -21,7 +21,7 @@ describe('loadConfig', () => {
     expect(c.stateDir).toBe(path.join(dir, 'state'));
     expect(c.calls.maxConcurrent).toBe(3);
     expect(c.calls.defaultTimeoutMs).toBe(120_000);
-    expect(c.sandbox.workDir).toBe(path.join(dir, 'state', 'work'));
+    expect(c.sandbox.workDir).toBe(path.join(dir, 'state-work'));
   });
 
   it('names each bad key with its path and the fix', async () => {
