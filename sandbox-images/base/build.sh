@@ -59,13 +59,13 @@ else
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
-    --skip=essential/unlink \
+    --skip=essential/unlink --skip=cleanup/run \
     --setup-hook='mkdir -p "$1/var/cache/apt/archives/"' \
     --setup-hook="sync-in '$cache' /var/cache/apt/archives/" \
     --customize-hook="sync-out /var/cache/apt/archives '$cache'" \
     --customize-hook='chroot "$1" groupadd --gid 1000 sandbox' \
     --customize-hook='chroot "$1" useradd --uid 1000 --gid 1000 --create-home --home-dir /home/sandbox --shell /bin/bash sandbox' \
-    --customize-hook='mkdir -p "$1/workspace" && chown 1000:1000 "$1/workspace" && chmod 0755 "$1/workspace"' \
+    --customize-hook='mkdir -p "$1/workspace" "$1/run/sandbox-egress" && chown 1000:1000 "$1/workspace" && chmod 0755 "$1/workspace"' \
     --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb "$1"/etc/machine-id; echo sandbox > "$1/etc/hostname"' \
     "$suite" "$tmp" "${mirror_args[@]}"
   rm -rf "$rootfs"

@@ -29,7 +29,12 @@ export interface SandboxLimits {
 /** Network reach of a sandbox: none, or only through the runner's egress proxy. */
 export type NetworkSpec =
   | { mode: 'none' }
-  | { mode: 'proxy'; /** host:port of the egress proxy reachable from inside */ proxyUrl: string };
+  | {
+      mode: 'proxy';
+      /** host:port of the egress proxy reachable from inside */ proxyUrl: string;
+      /** Host names reachable through the proxy: `example.com`, or `*.example.com` for its subdomains. */
+      allow?: string[];
+    };
 
 /** A file placed in the sandbox before anything runs (credential injection, issue 4). */
 export interface InjectedFile {

@@ -9,6 +9,8 @@ import { resolveImage } from '../images/images.js';
 import type { RootEntry } from './bwrap-args.js';
 import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
+import type { EgressProxy } from '../egress/egress-proxy.js';
+import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** How limits are enforced: cgroups (memory, processes, CPU) or rlimits only. */
 export type LimitEnforcement = 'cgroups-v1' | 'cgroups-v2' | 'rlimits';
@@ -39,6 +41,8 @@ export interface BwrapDriverOptions {
   hostUidBase?: number;
   /** How often a running process's limits are checked, ms. Default 100. */
   monitorIntervalMs?: number;
+  /** The runner's egress proxy, for sandboxes with `network.mode: 'proxy'`. */
+  egress?: EgressProxy;
 }
 
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
@@ -164,6 +168,7 @@ export class BwrapDriver implements SandboxDriver {
       workspaceMounted = false;
     };
     const cleanup: Array<() => Promise<unknown>> = [];
+    let egress: SandboxEgress | undefined;
     try {
       if (this.isRoot) {
         // A tmpfs per workspace: a real cap on its size, and nothing left on disk after dispose.
@@ -183,6 +188,11 @@ export class BwrapDriver implements SandboxDriver {
         roBinds.push(...etc.binds);
       }
       await this.placeFiles(spec, sandboxDir, workspaceDir, hostUid, roBinds);
+      egress = await setupSandboxEgress(spec.network, spec.id, sandboxDir, this.options.egress);
+      if (egress) {
+        cleanup.push(egress.listener.close);
+        roBinds.push([egress.hostDir, EGRESS_DIR_INSIDE]);
+      }
       // One read-only bind of the whole image is ~10 mounts cheaper per process
       // than the tmpfs layout; it needs every mount point to exist in the image.
       let rootDir: string | undefined;
@@ -214,7 +224,8 @@ export class BwrapDriver implements SandboxDriver {
         binds: [],
         // Proxy mode keeps the sandbox network-less too: the proxy comes in through a unix socket.
         shareNet: false,
-        env: spec.env,
+        env: { ...egress?.env, ...spec.env },
+        egress,
         limits: spec.limits,
         cgroup,
         hostUid,
@@ -237,7 +248,8 @@ export class BwrapDriver implements SandboxDriver {
       entries = (async () => {
         const out: RootEntry[] = [];
         for (const name of (await readdir(rootfs)).sort()) {
-          if (['proc', 'dev', 'tmp', 'workspace', 'sys'].includes(name)) continue;
+          // /run stays on the tmpfs root, so mount points under it (the egress folder) can be made.
+          if (['proc', 'dev', 'tmp', 'workspace', 'sys', 'run'].includes(name)) continue;
           const p = path.join(rootfs, name);
           const st = await lstat(p);
           out.push(st.isSymbolicLink() ? { name, symlink: await readlink(p) } : { name, hostPath: p });

@@ -6,6 +6,7 @@ import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
 import { startBwrapProcess } from './bwrap-process.js';
+import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** Everything a BwrapSandbox needs, gathered by the driver's create(). */
 export interface BwrapSandboxInit {
@@ -31,6 +32,8 @@ export interface BwrapSandboxInit {
   rlimits: string[];
   monitorIntervalMs: number;
   logger: Logger;
+  /** Proxy-mode networking, when the sandbox has it. */
+  egress?: SandboxEgress | undefined;
   /** Undoes the workspace mount; given by the driver. */
   unmountWorkspace: () => Promise<void>;
 }
@@ -75,7 +78,7 @@ export class BwrapSandbox implements Sandbox {
       hostname: 'sandbox',
       env: { ...i.env, ...options.env },
       cwd: options.cwd ?? '/workspace',
-      argv: options.argv,
+      argv: i.egress ? i.egress.wrap(options.argv) : options.argv,
       uid: 1000,
       gid: 1000,
     });
@@ -148,6 +151,7 @@ export class BwrapSandbox implements Sandbox {
       await Promise.all([...this.live].map((p) => p.exited.catch(() => undefined)));
     });
     if (this.init.cgroup) await step(() => this.init.cgroup!.remove());
+    if (this.init.egress) await step(() => this.init.egress!.listener.close());
     await step(() => this.init.unmountWorkspace());
     await step(() => rm(this.init.sandboxDir, { recursive: true, force: true }));
     if (first !== undefined) {

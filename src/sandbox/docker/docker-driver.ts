@@ -8,6 +8,8 @@ import { cgroupEventsOfPid } from '../cgroups/process-cgroup.js';
 import { dockerTagFor } from '../images/images.js';
 import { containerRunArgs, LABEL_OWNER } from './docker-args.js';
 import { DockerSandbox } from './docker-sandbox.js';
+import type { EgressProxy } from '../egress/egress-proxy.js';
+import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
 export interface DockerDriverOptions {
   /** Host dir under which each sandbox's workspace is made (bind-mounted at /workspace). */
@@ -25,6 +27,8 @@ export interface DockerDriverOptions {
   owner?: string;
   /** How often a running command's limits are checked, ms. Default 100. */
   monitorIntervalMs?: number;
+  /** The runner's egress proxy, for sandboxes with `network.mode: 'proxy'`. */
+  egress?: EgressProxy;
 }
 
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
@@ -116,6 +120,7 @@ export class DockerDriver implements SandboxDriver {
       workspaceMounted = false;
     };
     let containerId: string | undefined;
+    let egress: SandboxEgress | undefined;
     try {
       if (isRoot) {
         // The container user is 1000:1000 (no user-namespace remap): the workspace belongs to it.
@@ -126,6 +131,9 @@ export class DockerDriver implements SandboxDriver {
         await chmod(workspaceDir, 0o777);
       }
       const roBinds = await this.placeFiles(spec, sandboxDir, workspaceDir, isRoot);
+      egress = await setupSandboxEgress(spec.network, spec.id, sandboxDir, this.options.egress);
+      // The container stays on --network none: the proxy comes in as a unix socket.
+      if (egress) roBinds.push([egress.hostDir, EGRESS_DIR_INSIDE]);
       const args = containerRunArgs({
         name: `sandbox-runner-${spec.id}`,
         sandboxId: spec.id,
@@ -150,6 +158,13 @@ export class DockerDriver implements SandboxDriver {
       containerId = String(r.stdout).trim();
       const pid = await execa(this.cli, ['inspect', '--format', '{{.State.Pid}}', containerId], { reject: false });
       const events = await cgroupEventsOfPid(Number(String(pid.stdout).trim()));
+      if (egress) {
+        // One forwarder for the container's lifetime (one network namespace); it detaches and is reaped by docker-init.
+        const fwd = await execa(this.cli, ['exec', containerId, ...egress.wrap(['true'])], { reject: false, cancelSignal: signal });
+        if (fwd.exitCode !== 0) {
+          throw new RunnerError('sandbox_failed', `the egress forwarder of sandbox ${spec.id} did not start; the image needs python3`, { detail: String(fwd.stderr).slice(0, 2000) });
+        }
+      }
       this.logger.debug({ sandbox: spec.id, container: containerId.slice(0, 12) }, 'docker sandbox created');
       return new DockerSandbox({
         id: spec.id,
@@ -159,14 +174,16 @@ export class DockerDriver implements SandboxDriver {
         workspaceDir,
         workspaceMounted,
         unmountWorkspace,
-        env: spec.env,
+        env: { ...egress?.env, ...spec.env },
         limits: spec.limits,
         events,
+        ...(egress ? { onDispose: egress.listener.close } : {}),
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,
       });
     } catch (err) {
       if (containerId) await execa(this.cli, ['rm', '--force', containerId], { reject: false });
+      await egress?.listener.close().catch(() => undefined);
       await unmountWorkspace().catch(() => undefined);
       await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
       throw err;

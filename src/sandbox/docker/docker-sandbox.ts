@@ -21,6 +21,8 @@ export interface DockerSandboxInit {
   events: (() => Promise<CgroupEvents>) | undefined;
   monitorIntervalMs: number;
   logger: Logger;
+  /** Runs after the container is gone (closes the egress listener). */
+  onDispose?: () => Promise<void>;
 }
 
 /** A sandbox container: one per sandbox, commands run in it with `docker exec`. */
@@ -92,7 +94,7 @@ export class DockerSandbox implements Sandbox {
       first = new RunnerError('sandbox_failed', `container of sandbox ${this.id} was not removed; run docker rm -f ${this.containerId}`, { detail: String(r.stderr) });
     }
     await Promise.all([...this.live].map((p) => p.exited.catch(() => undefined)));
-    for (const step of [() => this.init.unmountWorkspace(), () => rm(this.init.sandboxDir, { recursive: true, force: true })]) {
+    for (const step of [async () => this.init.onDispose?.(), () => this.init.unmountWorkspace(), () => rm(this.init.sandboxDir, { recursive: true, force: true })]) {
       try {
         await step();
       } catch (err) {

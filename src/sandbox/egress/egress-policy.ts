@@ -1,0 +1,55 @@
+import { BlockList, isIP } from 'node:net';
+
+/**
+ * Who a sandbox may reach through the egress proxy: hosts on its allowlist,
+ * and never the addresses that belong to the host's own network (cloud
+ * metadata, loopback, private and link-local ranges) unless local policy
+ * exempts them.
+ */
+export interface EgressPolicyOptions {
+  /** Host names the sandbox may reach: `example.com` exactly, `*.example.com` for its subdomains. */
+  allow: string[];
+  /** CIDRs exempt from the block list by local policy, e.g. `10.1.2.0/24` for an internal mirror. */
+  exemptCidrs?: string[];
+}
+
+/** Always blocked unless exempted: link-local (169.254.169.254, the cloud metadata service), loopback, private, CGNAT, unspecified, multicast. */
+const BLOCKED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4'];
+const BLOCKED_V6 = ['::/128', '::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8', '64:ff9b::/96'];
+
+function cidrList(cidrs: string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [net, bits] = cidr.split('/');
+    const type = isIP(net ?? '') === 6 ? 'ipv6' : 'ipv4';
+    list.addSubnet(net!, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type);
+  }
+  return list;
+}
+
+export class EgressPolicy {
+  private readonly allow: string[];
+  private readonly blocked = cidrList([...BLOCKED_V4, ...BLOCKED_V6]);
+  private readonly exempt: BlockList;
+
+  constructor(options: EgressPolicyOptions) {
+    this.allow = options.allow.map((h) => h.trim().toLowerCase().replace(/\.$/, '')).filter(Boolean);
+    this.exempt = cidrList(options.exemptCidrs ?? []);
+  }
+
+  /** Whether the host name (or IP literal) is on the allowlist. */
+  hostAllowed(host: string): boolean {
+    const h = host.toLowerCase().replace(/\.$/, '').replace(/^\[(.*)\]$/, '$1');
+    return this.allow.some((a) => (a.startsWith('*.') ? h.endsWith(a.slice(1)) && h.length > a.length - 1 : h === a));
+  }
+
+  /** Whether a resolved address may be dialled. IPv4-mapped IPv6 is judged as IPv4. */
+  addressAllowed(address: string): boolean {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    const ip = mapped ? mapped[1]! : address;
+    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (isIP(ip) === 0) return false;
+    if (this.exempt.check(ip, type)) return true;
+    return !this.blocked.check(ip, type);
+  }
+}
