@@ -170,6 +170,26 @@ describe('docker sandbox', () => {
     });
   });
 
+  it('probe names the fix when the gVisor runtime is not registered', async () => {
+    const gvisor = new DockerDriver({ workRoot: path.join(work.dir, 'gv'), runtime: 'runsc' });
+    const status = await gvisor.probe();
+    expect(status.available).toBe(false);
+    expect(status.message).toContain('runtime runsc is not registered');
+    expect(status.fix).toContain('"runtimeArgs":["--network=none"]');
+  });
+
+  it('probe names the fix when no engine answers', async () => {
+    const stale = new DockerDriver({ workRoot: path.join(work.dir, 'st') });
+    process.env.DOCKER_HOST = `unix://${path.join(work.dir, 'no-engine.sock')}`;
+    try {
+      const status = await stale.probe();
+      expect(status).toMatchObject({ available: false });
+      expect(status.fix).toMatch(/dockerd/);
+    } finally {
+      delete process.env.DOCKER_HOST;
+    }
+  });
+
   it('cleanupOrphans removes the containers a previous runner left', async () => {
     const other = new DockerDriver({ workRoot: path.join(work.dir, 'orphans'), owner: `${owner}-o` });
     const left = (await other.create(spec(sandboxId('orphan')))) as DockerSandbox;
