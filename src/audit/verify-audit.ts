@@ -23,6 +23,8 @@ export interface VerifyOk {
   lastHash: string;
   /** The newest entry covered by a signed checkpoint (0 when none). */
   lastCheckpointSeq: number;
+  /** Entries after it that no signature covers yet (a trailing checkpoint entry does not count). */
+  unsignedEntries: number;
 }
 
 /** The first bad entry: where it is and what is wrong with it. */
@@ -70,6 +72,7 @@ export async function verifyAudit(dir: string, publicKey: Uint8Array, options: V
   let prevHash = GENESIS_HASH;
   let checkpoints = 0;
   let lastCheckpointSeq = 0;
+  let lastType = '';
   for (let i = 0; i < files.length; i += 1) {
     const file = files[i]!;
     const wantIndex = i === 0 ? 1 : files[i - 1]!.index + 1;
@@ -112,6 +115,7 @@ export async function verifyAudit(dir: string, publicKey: Uint8Array, options: V
         lastCheckpointSeq = Math.max(lastCheckpointSeq, entry.seq);
       }
       prevHash = entry.hash;
+      lastType = entry.type;
       expectedSeq += 1;
     }
   }
@@ -121,5 +125,6 @@ export async function verifyAudit(dir: string, publicKey: Uint8Array, options: V
     const last = files.at(-1)!;
     return { ok: false, file: last.path, line: 0, seq: beyond, reason: `the log ends at entry ${lastSeq} but a signed checkpoint names entry ${beyond}: entries were cut from the end` };
   }
-  return { ok: true, entries: lastSeq, checkpoints, files: files.length, lastSeq, lastHash: prevHash, lastCheckpointSeq };
+  const unsignedEntries = lastSeq - lastCheckpointSeq - (lastType === 'checkpoint' && lastCheckpointSeq === lastSeq - 1 ? 1 : 0);
+  return { ok: true, entries: lastSeq, checkpoints, files: files.length, lastSeq, lastHash: prevHash, lastCheckpointSeq, unsignedEntries };
 }

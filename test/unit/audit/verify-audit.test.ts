@@ -28,7 +28,7 @@ describe('verifyAudit', () => {
     const dir = tempDir();
     const keys = await writeSampleLog(dir, 5);
     // start + 5 calls x 4 + stop = 22 entries, checkpoints after 10 and 20 entries, and a final one
-    expect(await verifyAudit(dir, keys.publicKey)).toEqual({ ok: true, entries: 25, checkpoints: 3, files: 1, lastSeq: 25, lastHash: expect.any(String), lastCheckpointSeq: 24 });
+    expect(await verifyAudit(dir, keys.publicKey)).toEqual({ ok: true, entries: 25, checkpoints: 3, files: 1, lastSeq: 25, lastHash: expect.any(String), lastCheckpointSeq: 24, unsignedEntries: 0 });
   });
 
   it('names the entry whose byte was flipped', async () => {
