@@ -8,6 +8,8 @@ export type CommandEnd =
   | { kind: 'done'; exitCode: number }
   | { kind: 'timeout' }
   | { kind: 'cancelled' }
+  /** Output ran far past the cap (a flood): the shell was killed rather than read forever. */
+  | { kind: 'flood' }
   /** The shell itself exited (`exit`, `set -e`, a crash) before the command's end. */
   | { kind: 'shell_exited'; exit: ProcessExit };
 
@@ -135,6 +137,8 @@ export class BashShell {
       stdout: new OutputCollector(Buffer.from(sentinel), options.outputBytes, (c) => options.emit('stdout', c)),
       stderr: new OutputCollector(Buffer.from(sentinel), options.outputBytes, (c) => options.emit('stderr', c)),
     };
+    // As in run-process: past this much output the command is a flood, not worth reading to its end.
+    const ceiling = Math.max(16 * options.outputBytes, 16 * 1024 * 1024);
     let statusText = '';
     let stdoutDone = false;
     let stderrDone = false;
@@ -156,6 +160,7 @@ export class BashShell {
             if (name === 'stderr' && stderrDone) return this.keepIdle('stderr', chunk);
             if (name === 'stdout' && c.found) return this.afterStatus(chunk, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
             const after = await c.push(chunk);
+            if (collectors.stdout.dropped + collectors.stderr.dropped > ceiling) return settle({ kind: 'flood' });
             if (after === undefined) return;
             if (name === 'stdout') this.afterStatus(after, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
             else {
@@ -193,7 +198,7 @@ export class BashShell {
           `printf '%s%s\\n' '${a}' '${b}' >&2\n`,
       );
       const end = await ended;
-      if (end.kind === 'timeout' || end.kind === 'cancelled') await this.dispose();
+      if (end.kind === 'timeout' || end.kind === 'cancelled' || end.kind === 'flood') await this.dispose();
       if (end.kind !== 'done') await Promise.all([collectors.stdout.flush(), collectors.stderr.flush()]);
       return {
         end,

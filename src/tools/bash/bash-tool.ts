@@ -104,6 +104,14 @@ async function runInSlot(slot: BashSlot, input: BashInput, ctx: ToolContext): Pr
       slot.shell = undefined;
       slot.deadReason = 'The shell was killed when a command was cancelled, and must be restarted';
       return textOutcome(join(output, `The command was cancelled and the shell killed; ${RESTART_HINT}`), 'cancelled', true);
+    case 'flood':
+      slot.shell = undefined;
+      slot.deadReason = 'The shell was killed because a command flooded its output, and must be restarted';
+      return textOutcome(
+        join(output, `The command printed far more than the output limit and the shell was killed; redirect big output to a file and look at parts of it. ${RESTART_HINT[0]?.toUpperCase()}${RESTART_HINT.slice(1)}`),
+        'failed',
+        true,
+      );
     case 'shell_exited': {
       slot.shell = undefined;
       const how = result.end.exit.signal ? `was killed by ${result.end.exit.signal}` : `has exited with status ${result.end.exit.code}`;

@@ -91,6 +91,13 @@ describe('bash in a real bwrap sandbox', () => {
     expect(out.content).toBe(`${'y'.repeat(2000)}\n[output truncated: 3000 bytes dropped]`);
   });
 
+  it('kills a command that floods output far past the cap, instead of reading it forever', async () => {
+    const out = await bash({ command: 'echo start; yes' });
+    expect(out.status).toBe('failed');
+    expect(out.content).toMatch(/^start\ny\ny\n[\s\S]*\n\[output truncated: \d+ bytes dropped\]\nThe command printed far more than the output limit and the shell was killed; redirect big output to a file and look at parts of it\. Call bash with restart: true/);
+    expect((await bash({ restart: true, command: 'echo ok' })).content).toBe('ok');
+  });
+
   it('streams output through emit as it comes, without the sentinel', async () => {
     const seen: Emitted[] = [];
     await bash({ command: 'echo one; echo two >&2; echo three' }, { onEmit: (e) => void seen.push(e) });
