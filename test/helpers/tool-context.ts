@@ -2,6 +2,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BwrapDriver } from '../../src/sandbox/bwrap/bwrap-driver.js';
+import { DockerDriver } from '../../src/sandbox/docker/docker-driver.js';
 import type { OutputStream, Sandbox, SandboxLimits } from '../../src/sandbox/driver.js';
 import { DEFAULT_LIMITS } from '../../src/sandbox/driver.js';
 import type { IsolatePool } from '../../src/sandbox/isolate/isolate-pool.js';
@@ -141,6 +142,31 @@ export async function bwrapSandbox(limits: Partial<SandboxLimits> = {}): Promise
       try {
         await sandbox.dispose();
         await driver.cleanupOrphans({ parentToo: true });
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Creates a real Docker sandbox (base image) for tool tests; `dispose` removes it. */
+export async function dockerSandbox(limits: Partial<SandboxLimits> = {}): Promise<TestBwrap> {
+  const work = await mkdtemp(path.join(tmpdir(), 'sr-tools-dk-'));
+  await chmod(work, 0o711);
+  const driver = new DockerDriver({ workRoot: path.join(work, 'sandboxes'), owner: `tools-test-${process.pid}` });
+  const sandbox = await driver.create({
+    id: `tools-dk-${process.pid}-${++bwrapCounter}`,
+    image: 'base',
+    limits: { ...DEFAULT_LIMITS, wallTimeMs: 60_000, memoryBytes: 256 * 1024 * 1024, ...limits },
+    network: { mode: 'none' },
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace', LANG: 'C.UTF-8' },
+  });
+  return {
+    sandbox,
+    async dispose() {
+      try {
+        await sandbox.dispose();
+        await driver.cleanupOrphans();
       } finally {
         await rm(work, { recursive: true, force: true });
       }
