@@ -212,7 +212,7 @@ export class ControlPlane {
     // SSE streams and callers waiting on a result hold connections open.
     r.server.closeAllConnections();
     await serverClosed;
-    r.calls.dispose();
+    await r.calls.dispose();
     await r.tracer.shutdown();
     await r.queue.drain();
     this.#logger.info('control plane stopped');

@@ -63,6 +63,7 @@ const REPLAY_BYTES = 8 * 1024 * 1024;
 // are still deduplicated and acknowledged, just not announced up front.
 const KNOWN_WINDOW_MS = 24 * 3600_000;
 const KNOWN_MAX = 10_000;
+const ACCEPT_WRITE_DELAY_MS = 100;
 
 /**
  * The life of tool calls on the control-plane side: dispatch, redelivery of
@@ -74,6 +75,13 @@ export class ToolCalls {
   readonly #live = new Map<string, LiveCall>();
   /** `tool.call` message id → call id, to match a runner's `error` reply to its call. */
   readonly #byMessage = new Map<string, string>();
+  /**
+   * Calls whose end is being written: their status already reads ended (so a
+   * duplicate result is spotted in the same tick) but nobody is told until the
+   * record is on disk and the span ended.
+   */
+  readonly #settling = new Map<string, Promise<void>>();
+  readonly #acceptTimers = new Map<NodeJS.Timeout, CallRecord>();
 
   constructor(options: ToolCallsOptions) {
     this.#o = options;
@@ -118,8 +126,12 @@ export class ToolCalls {
       pending: msg,
     };
     this.#liveOf(req.id).span = span;
-    await this.#o.store.save(record);
+    const saved = this.#o.store.save(record);
+    // Sent while the record is being written: the runner's work overlaps the
+    // fsync. A crash before the write lands loses a call nobody was answered
+    // for; a retry with the same id is deduplicated by the runner.
     this.#dispatch(this.#o.store.get(req.id)!);
+    await saved;
     return { record: this.#o.store.get(req.id)!, created: true };
   }
 
@@ -147,8 +159,16 @@ export class ToolCalls {
     const record = this.#o.store.get(id);
     if (!record) throw new Error(`no call ${id}`);
     if (record.status !== 'running') {
-      subscriber.end(publicCall(record));
-      return () => undefined;
+      const settling = this.#settling.get(id);
+      if (!settling) {
+        subscriber.end(publicCall(record));
+        return () => undefined;
+      }
+      let active = true;
+      void settling.then(() => active && subscriber.end(publicCall(record)));
+      return () => {
+        active = false;
+      };
     }
     const live = this.#liveOf(id);
     for (const event of live.buffer) subscriber.output(event);
@@ -192,7 +212,16 @@ export class ToolCalls {
     record.accepted = true;
     record.pending = null;
     this.#forgetMessages(record.id);
-    this.#o.store.save(record).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
+    // Written a moment later unless the result comes first (and writes it):
+    // a write now would put one more fsync on every short call's path, and
+    // losing it in a crash only means the call is sent once more after the
+    // restart, which the runner dedupes by call id.
+    const timer = setTimeout(() => {
+      this.#acceptTimers.delete(timer);
+      if (record.status !== 'running') return;
+      this.#o.store.save(record).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
+    }, ACCEPT_WRITE_DELAY_MS);
+    this.#acceptTimers.set(timer, record);
   }
 
   onOutput(runnerId: string, callId: string, event: OutputEvent): void {
@@ -249,12 +278,19 @@ export class ToolCalls {
   }
 
   /**
-   * Forgets what is held in memory. Records stay `running` on disk and finish
+   * Writes acceptances not yet on disk and forgets what is held in memory. Records stay `running` on disk and finish
    * after a restart; their open spans are dropped rather than ended, since an
    * end now would record a duration that never happened.
    */
-  dispose(): void {
+  async dispose(): Promise<void> {
+    const unsaved = [...this.#acceptTimers].map(([timer, record]) => {
+      clearTimeout(timer);
+      return record;
+    });
+    this.#acceptTimers.clear();
     this.#live.clear();
+    // On a clean stop the acceptances still waiting to be written are written now.
+    await Promise.all(unsaved.filter((r) => r.status === 'running').map((r) => this.#o.store.save(r)));
   }
 
   async #finish(record: CallRecord, status: CallStatus, content: ToolResultContent, isError: boolean, durationMs: number): Promise<void> {
@@ -267,8 +303,15 @@ export class ToolCalls {
     const live = this.#live.get(record.id);
     this.#live.delete(record.id);
     this.#forgetMessages(record.id, live);
-    await this.#o.store.save(record);
-    if (live?.span) this.#o.tracer.endCall(live.span, status, isError);
+    const settled = this.#o.store.save(record).then(() => {
+      if (live?.span) this.#o.tracer.endCall(live.span, status, isError);
+    });
+    this.#settling.set(record.id, settled);
+    try {
+      await settled;
+    } finally {
+      this.#settling.delete(record.id);
+    }
     const pub = publicCall(record);
     for (const s of live?.subscribers ?? []) s.end(pub);
   }
