@@ -84,7 +84,7 @@ export async function* followAudit(dir: string, signal: AbortSignal, options: { 
       }
       dirty = false;
       const files = listAuditFiles(dir);
-      current ??= files.at(-1);
+      current ??= await fileHolding(files, afterSeq + 1);
       if (!current) continue;
       const newer = files.find((f) => f.index > current!.index);
       try {
@@ -116,6 +116,17 @@ export async function* followAudit(dir: string, signal: AbortSignal, options: { 
     signal.removeEventListener('abort', onAbort);
     watcher.close();
   }
+}
+
+/** The newest file whose first entry is at or before `seq`: where entry `seq` is, or will be. */
+async function fileHolding(files: AuditFile[], seq: number): Promise<AuditFile | undefined> {
+  for (let i = files.length - 1; i >= 0; i -= 1) {
+    for await (const entry of fileEntries(files[i]!)) {
+      if (entry.seq <= seq) return files[i];
+      break;
+    }
+  }
+  return files[0];
 }
 
 async function* fileEntries(file: AuditFile, signal?: AbortSignal): AsyncGenerator<AuditEntry> {
