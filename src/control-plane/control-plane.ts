@@ -163,6 +163,7 @@ export class ControlPlane {
       clock,
       heartbeatMs,
       signMessage: this.#o.signMessage ?? ((msg) => msg),
+      secretKey: dataDir.signingKeys.secretKey,
       handler: {
         knownResults: (runnerId) => calls.knownResults(runnerId),
         onConnected: (runnerId) => calls.onConnected(runnerId),

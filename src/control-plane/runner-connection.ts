@@ -23,8 +23,12 @@ export type SignableMessage = MessageOf<
   ControlMessage,
   'tool.call' | 'tool.cancel' | 'session.open' | 'session.checkpoint' | 'session.restore' | 'session.close'
 >;
-/** Signs a message for one runner; the default returns it unchanged. */
-export type MessageSigner = (msg: SignableMessage, target: { runnerId: string }) => SignableMessage;
+/**
+ * Signs a message for one runner, synchronously (libsodium is ready before any
+ * socket opens); the default returns it unchanged. `secretKey` is the control
+ * plane's Ed25519 secret key from its data dir (64 bytes, libsodium layout).
+ */
+export type MessageSigner = (msg: SignableMessage, target: { runnerId: string; secretKey: Uint8Array }) => SignableMessage;
 
 const SIGNED_TYPES = new Set(['tool.call', 'tool.cancel', 'session.open', 'session.checkpoint', 'session.restore', 'session.close']);
 
@@ -35,6 +39,7 @@ export interface RunnerConnectionOptions {
   heartbeatMs: number;
   authTimeoutMs: number;
   signMessage: MessageSigner;
+  secretKey: Uint8Array;
   findRunner(id: string): RunnerRecord | undefined;
   /** Called after a good `auth`; returns the call ids for `welcome.known`. */
   onAuthenticated(conn: RunnerConnection, auth: AuthMessage): Promise<string[]>;
@@ -100,7 +105,7 @@ export class RunnerConnection {
   /** Sends a message (signing those that make the runner act); false when the socket is not open. */
   send(msg: ControlMessage): boolean {
     if (this.#runnerId === null) return false;
-    const out = SIGNED_TYPES.has(msg.type) ? this.#o.signMessage(msg as SignableMessage, { runnerId: this.#runnerId }) : msg;
+    const out = SIGNED_TYPES.has(msg.type) ? this.#o.signMessage(msg as SignableMessage, { runnerId: this.#runnerId, secretKey: this.#o.secretKey }) : msg;
     return this.#sendRaw(out);
   }
 

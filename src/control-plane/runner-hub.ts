@@ -23,6 +23,8 @@ export interface RunnerHubOptions {
   clock: () => number;
   heartbeatMs: number;
   signMessage: MessageSigner;
+  /** The control plane's Ed25519 secret key, handed to `signMessage`. */
+  secretKey: Uint8Array;
   handler: HubHandler;
 }
 
@@ -89,6 +91,7 @@ export class RunnerHub {
       heartbeatMs,
       authTimeoutMs: AUTH_TIMEOUT_MS,
       signMessage,
+      secretKey: this.#o.secretKey,
       findRunner: (id) => registry.get(id),
       onAuthenticated: (c, auth) => this.#onAuthenticated(c, auth),
       onReady: (c) => {

@@ -229,4 +229,28 @@ describe('control plane tool calls', () => {
     expect(body).toMatchObject({ status: 'failed', isError: true });
     expect(body.content).toMatch(/busy/);
   });
+
+  it('passes every tool.call and tool.cancel through the signer, afresh on each send', async () => {
+    let n = 0;
+    t = await startControlPlane({
+      signMessage: (msg, target) => {
+        expect(target.secretKey).toHaveLength(64);
+        n += 1;
+        return { ...msg, sig: { ts: n, nonce: `nonce-${String(n).padStart(16, '0')}`, runnerId: target.runnerId, value: 'c2ln' } };
+      },
+    });
+    const p = await pair(t.cp);
+    const { runner } = await TestRunner.connect(p);
+    runners.push(runner);
+    await post(p.runnerId, { id: 'signed', name: 'javascript', input: { code: '1' } }, '?wait=false');
+    const first = await runner.next('tool.call');
+    expect(first.sig).toMatchObject({ runnerId: p.runnerId, ts: 1 });
+    await runner.close();
+    const again = await TestRunner.connect(p);
+    runners.push(again.runner);
+    const resent = await again.runner.next('tool.call');
+    expect(resent.sig?.ts).toBe(2);
+    await t.api('/v1/tool-calls/signed/cancel', { method: 'POST' });
+    expect((await again.runner.next('tool.cancel')).sig?.ts).toBe(3);
+  });
 });
