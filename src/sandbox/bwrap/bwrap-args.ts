@@ -39,6 +39,8 @@ export interface BwrapArgsInput {
   env: Record<string, string>;
   cwd: string;
   argv: string[];
+  /** fd on which bwrap writes `{"child-pid": N}` (the namespace's init, as a host pid). */
+  infoFd?: number;
   /** uid/gid inside. */
   uid: number;
   gid: number;
@@ -51,6 +53,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup');
   if (!input.shareNet) a.push('--unshare-net');
   a.push('--uid', String(input.uid), '--gid', String(input.gid), '--hostname', input.hostname);
+  if (input.infoFd !== undefined) a.push('--info-fd', String(input.infoFd));
   // The sandbox dies with the runner; a new session stops TIOCSTI injection
   // into a controlling terminal (CVE-2017-5226).
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { statfs } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 
@@ -23,11 +25,21 @@ export interface BwrapProcessOptions {
 export async function startBwrapProcess(options: BwrapProcessOptions): Promise<SandboxProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
   const child = spawn(options.argv[0]!, options.argv.slice(1), {
-    stdio: ['pipe', 'pipe', 'pipe'],
+    // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     // The wrapper and bwrap need nothing from the runner's environment; the
     // sandbox's own environment is set with --clearenv/--setenv.
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
+  let initPid: number | undefined;
+  let info = '';
+  const infoStream = child.stdio[3] as Readable | undefined;
+  infoStream?.on('data', (c: Buffer) => {
+    info += c.toString();
+    const m = /"child-pid":\s*(\d+)/.exec(info);
+    if (m) initPid = Number(m[1]);
+  });
+  infoStream?.on('error', () => undefined);
   let limit: ProcessExit['limit'];
   let dead = false;
   const kill = (): void => {
@@ -84,6 +96,9 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
       // One last look: the OOM killer may have ended it between two polls.
       void checkLimits(code)
         .catch(() => undefined)
+        // bwrap's death kills the namespace's init, which kills everything else
+        // before it exits itself: once it is gone, so is the whole tree.
+        .then(() => (initPid === undefined ? undefined : waitGone(initPid)))
         .then(() => {
           if (!limit && signal === 'SIGXFSZ') limit = 'disk';
           // bwrap reports a signalled child as 128 + signo.
@@ -101,4 +116,15 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
     exited,
     kill,
   };
+}
+
+/** Resolves once `pid` is gone or a zombie (bounded: a stuck process is left to dispose()). */
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) return;
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return;
+    await sleep(i < 20 ? 1 : 5);
+  }
 }

@@ -81,6 +81,7 @@ export class BwrapSandbox implements Sandbox {
       argv: i.egress ? i.egress.wrap(options.argv) : options.argv,
       uid: 1000,
       gid: 1000,
+      infoFd: 3,
     });
     const setpriv =
       i.hostUid === undefined

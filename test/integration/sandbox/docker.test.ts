@@ -126,7 +126,7 @@ describe('docker sandbox', () => {
     }
 
     it('a fork bomb ends as processes', async () => {
-      const r = await hostile({ limits: { maxProcesses: 64 } }, ['/bin/bash', '-c', 'echo go; bomb() { bomb | bomb & }; bomb; wait']);
+      const r = await hostile({ limits: { maxProcesses: 64 } }, ['/bin/bash', '-c', 'echo go; bomb() { bomb | bomb & }; bomb; sleep 600']);
       expect(r.ended).toBe('processes');
     });
 
