@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../../src/audit/audit-log.js';
 import { verifyAudit } from '../../../src/audit/verify-audit.js';
+import { bindAuditMetrics } from '../../../src/metrics/audit-metrics.js';
+import { createMetrics } from '../../../src/metrics/metrics.js';
 import { RunnerError, isRunnerError } from '../../../src/util/errors.js';
 import { makeKeys, makeTempDir } from '../../unit/audit/audit-fixtures.js';
 
@@ -26,6 +28,9 @@ describe('audit log on a full disk', () => {
     const log = await AuditLog.open({ dir, ...keys, syncIntervalMs: 0 });
     const failures: RunnerError[] = [];
     log.on('failed', (err) => failures.push(err));
+    const metrics = createMetrics({ processMetrics: false });
+    bindAuditMetrics(metrics, log);
+    expect(await metrics.registry.getSingleMetricAsString('sandbox_runner_audit_healthy')).toMatch(/sandbox_runner_audit_healthy 1$/);
 
     let thrown: unknown;
     let written = 0;
@@ -44,6 +49,7 @@ describe('audit log on a full disk', () => {
     expect(failures).toHaveLength(1);
     expect(() => log.append({ type: 'call.received', callId: 'after' })).toThrow(thrown as Error);
     expect(failures).toHaveLength(1);
+    expect(await metrics.registry.getSingleMetricAsString('sandbox_runner_audit_healthy')).toMatch(/sandbox_runner_audit_healthy 0$/);
     await log.close();
 
     // What was written is whole: the half-written line was cut back.

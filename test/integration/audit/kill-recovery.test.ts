@@ -45,13 +45,25 @@ async function startAppender(dir: string, keys: { signingKey: Uint8Array; public
  */
 async function killMidWrite(child: ChildProcess, path: string): Promise<void> {
   let last = statSync(path).size;
-  for (;;) {
+  for (let i = 1; ; i += 1) {
     const size = statSync(path).size;
     if (size !== last) break;
     last = size;
+    // This loop is synchronous (no event loop turns between stats), so it must
+    // notice by itself a child that died: a zombie or a vanished /proc entry.
+    if (i % 10_000 === 0 && !isRunning(child.pid!)) throw new Error('the appending child stopped before it could be killed; see its stderr above');
   }
   child.kill('SIGKILL');
   if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 describe('audit log after kill -9', () => {
