@@ -1,13 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, fsyncSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import sodium from 'libsodium-wrappers';
 import { RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 import {
-  AuditEntrySchema,
   ENTRY_TYPE_PATTERN,
-  GENESIS_HASH,
   RESERVED_TYPES,
   auditFileName,
   computeEntryHash,
@@ -16,7 +14,7 @@ import {
   type AuditCheckpoint,
   type AuditEntry,
 } from './audit-entry.js';
-import { listAuditFiles, readTail } from './audit-files.js';
+import { recover, syncDir, type ChainPosition } from './audit-recovery.js';
 import {
   DEFAULT_CHECKPOINT_EVERY,
   DEFAULT_MAX_FILE_BYTES,
@@ -30,13 +28,6 @@ import { toPlainJson } from './canonical-json.js';
 export interface AuditLogEvents {
   failed: [error: RunnerError];
   checkpoint: [checkpoint: AuditCheckpoint];
-}
-
-interface Position {
-  index: number;
-  lastSeq: number;
-  lastHash: string;
-  lastType: string | undefined;
 }
 
 /**
@@ -61,7 +52,7 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
   private readonly onCheckpoint: ((cp: AuditCheckpoint) => void) | undefined;
   private fd: number;
   private fileSize: number;
-  private pos: Position;
+  private pos: ChainPosition;
   private sinceCheckpoint = 0;
   private lastCheckpoint: AuditCheckpoint | undefined;
   private failure: RunnerError | undefined;
@@ -69,7 +60,7 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
   private syncTimer: NodeJS.Timeout | undefined;
   private syncInFlight: Promise<void> | undefined;
 
-  private constructor(options: AuditLogOptions, fd: number, fileSize: number, pos: Position) {
+  private constructor(options: AuditLogOptions, fd: number, fileSize: number, pos: ChainPosition) {
     super();
     this.dir = options.dir;
     this.signingKey = options.signingKey;
@@ -101,7 +92,7 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
       throw new RunnerError('config_invalid', 'the audit public key does not belong to the signing key; check the runner identity in the state directory');
     }
     const dir = options.dir;
-    let recovery: { fd: number; size: number; pos: Position; cut: number; clean: boolean; file: string };
+    let recovery: ReturnType<typeof recover>;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       recovery = recover(dir);
@@ -312,66 +303,4 @@ function writeAll(fd: number, buf: Buffer): void {
   let off = 0;
   // A short write happens on a full disk: the loop's next write reports ENOSPC.
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-}
-
-function syncDir(dir: string): void {
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
-
-/** Finds the head of the chain, cuts a torn tail and opens the newest file for appending. */
-function recover(dir: string): { fd: number; size: number; pos: Position; cut: number; clean: boolean; file: string } {
-  const files = listAuditFiles(dir);
-  const newest = files.at(-1);
-  if (!newest) {
-    const fd = openSync(join(dir, auditFileName(1)), 'a', 0o600);
-    syncDir(dir);
-    return { fd, size: 0, pos: { index: 1, lastSeq: 0, lastHash: GENESIS_HASH, lastType: undefined }, cut: 0, clean: true, file: auditFileName(1) };
-  }
-  const fd = openSync(newest.path, 'r+');
-  const size = fstatSync(fd).size;
-  const tail = readTail(fd, size);
-  const cut = size - tail.completeEnd;
-  if (cut > 0) {
-    ftruncateSync(fd, tail.completeEnd);
-    fdatasyncSync(fd);
-  }
-  let lastLine = tail.lastLine;
-  let lineFile = newest.name;
-  // The newest file may hold no complete entry (rotated just before a crash): look back.
-  for (let i = files.length - 2; lastLine === undefined && i >= 0; i -= 1) {
-    const older = files[i]!;
-    const ofd = openSync(older.path, 'r');
-    try {
-      lastLine = readTail(ofd, fstatSync(ofd).size).lastLine;
-      lineFile = older.name;
-    } finally {
-      closeSync(ofd);
-    }
-  }
-  closeSync(fd);
-  let pos: Position = { index: newest.index, lastSeq: 0, lastHash: GENESIS_HASH, lastType: undefined };
-  let clean = cut === 0 && lastLine === undefined;
-  if (lastLine !== undefined) {
-    const parsed = parseLine(lastLine);
-    if (!parsed) {
-      throw new RunnerError('audit_failed', `the last entry of ${join(dir, lineFile)} cannot be read; run "sandbox-runner audit verify" to find the damage, then move the audit directory aside to start a new chain`);
-    }
-    pos = { index: newest.index, lastSeq: parsed.seq, lastHash: parsed.hash, lastType: parsed.type };
-    clean = cut === 0 && parsed.type === 'checkpoint' && parsed.fields['final'] === true;
-  }
-  return { fd: openSync(newest.path, 'a', 0o600), size: tail.completeEnd, pos, cut, clean, file: newest.name };
-}
-
-function parseLine(line: string): AuditEntry | undefined {
-  try {
-    const result = AuditEntrySchema.safeParse(JSON.parse(line));
-    return result.success ? (result.data as AuditEntry) : undefined;
-  } catch {
-    return undefined;
-  }
 }
