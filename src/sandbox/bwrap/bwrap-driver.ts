@@ -9,6 +9,7 @@ import { resolveImage } from '../images/images.js';
 import type { RootEntry } from './bwrap-args.js';
 import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
+import { hostMounts } from './host-mounts.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -188,6 +189,8 @@ export class BwrapDriver implements SandboxDriver {
         roBinds.push(...etc.binds);
       }
       await this.placeFiles(spec, sandboxDir, workspaceDir, hostUid, roBinds);
+      const binds: Array<[string, string]> = [];
+      for (const m of await hostMounts(spec)) (m.readOnly ? roBinds : binds).push([m.hostPath, m.path]);
       egress = await setupSandboxEgress(spec.network, spec.id, sandboxDir, this.options.egress);
       if (egress) {
         cleanup.push(egress.listener.close);
@@ -197,7 +200,7 @@ export class BwrapDriver implements SandboxDriver {
       // than the tmpfs layout; it needs every mount point to exist in the image.
       let rootDir: string | undefined;
       if (rootfs) {
-        const points = ['/workspace', '/tmp', '/proc', '/dev', ...roBinds.map(([, inside]) => inside)];
+        const points = ['/workspace', '/tmp', '/proc', '/dev', ...[...roBinds, ...binds].map(([, inside]) => inside)];
         const present = await Promise.all(points.map((p) => lstat(path.join(rootfs, p)).then(() => true, () => false)));
         if (present.every(Boolean)) rootDir = rootfs;
       }
@@ -221,7 +224,7 @@ export class BwrapDriver implements SandboxDriver {
         root,
         rootDir,
         roBinds,
-        binds: [],
+        binds,
         // Proxy mode keeps the sandbox network-less too: the proxy comes in through a unix socket.
         shareNet: false,
         env: { ...egress?.env, ...spec.env },
@@ -248,8 +251,9 @@ export class BwrapDriver implements SandboxDriver {
       entries = (async () => {
         const out: RootEntry[] = [];
         for (const name of (await readdir(rootfs)).sort()) {
-          // /run stays on the tmpfs root, so mount points under it (the egress folder) can be made.
-          if (['proc', 'dev', 'tmp', 'workspace', 'sys', 'run'].includes(name)) continue;
+          // /run and /mnt (empty in an image) stay on the tmpfs root, so mount
+          // points under them (the egress folder, host mounts) can be made.
+          if (['proc', 'dev', 'tmp', 'workspace', 'sys', 'run', 'mnt'].includes(name)) continue;
           const p = path.join(rootfs, name);
           const st = await lstat(p);
           out.push(st.isSymbolicLink() ? { name, symlink: await readlink(p) } : { name, hostPath: p });

@@ -8,6 +8,8 @@ import { cgroupEventsOfPid } from '../cgroups/process-cgroup.js';
 import { dockerTagFor } from '../images/images.js';
 import { containerRunArgs, LABEL_OWNER } from './docker-args.js';
 import { DockerSandbox } from './docker-sandbox.js';
+// Shared with the bwrap driver: the same rules for host mounts.
+import { hostMounts } from '../bwrap/host-mounts.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -131,6 +133,8 @@ export class DockerDriver implements SandboxDriver {
         await chmod(workspaceDir, 0o777);
       }
       const roBinds = await this.placeFiles(spec, sandboxDir, workspaceDir, isRoot);
+      const binds: Array<[string, string]> = [];
+      for (const m of await hostMounts(spec)) (m.readOnly ? roBinds : binds).push([m.hostPath, m.path]);
       egress = await setupSandboxEgress(spec.network, spec.id, sandboxDir, this.options.egress);
       // The container stays on --network none: the proxy comes in as a unix socket.
       if (egress) roBinds.push([egress.hostDir, EGRESS_DIR_INSIDE]);
@@ -142,6 +146,7 @@ export class DockerDriver implements SandboxDriver {
         limits: spec.limits,
         workspaceDir,
         roBinds,
+        binds,
         ...(this.options.runtime ? { runtime: this.options.runtime } : {}),
       });
       const r = await execa(this.cli, args, { reject: false, cancelSignal: signal });

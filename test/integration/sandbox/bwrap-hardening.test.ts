@@ -1,4 +1,4 @@
-import { readdir, readlink, writeFile, mkdir } from 'node:fs/promises';
+import { chmod, readdir, readFile, readlink, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
@@ -136,6 +136,29 @@ describe('bwrap sandbox hardening', () => {
     expect(r.stdout.toString()).toBe('tok-1key-2');
     await s.dispose();
     await expect(readdir(s.workspaceDir)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('binds host folders read-only or read-write under /mnt, and refuses one over a system folder', async () => {
+    const ro = path.join(work.dir, 'store-ro');
+    const rw = path.join(work.dir, 'store-rw');
+    await mkdir(ro, { mode: 0o755 });
+    await mkdir(rw, { mode: 0o777 });
+    await chmod(rw, 0o777);
+    await writeFile(path.join(ro, 'note.md'), 'remember\n', { mode: 0o644 });
+    const mounts = [
+      { hostPath: ro, path: '/mnt/memory/ro', readOnly: true },
+      { hostPath: rw, path: '/mnt/memory/rw', readOnly: false },
+    ];
+    const s = await driver.create({ ...spec(sandboxId('mnt')), mounts } as Parameters<BwrapDriver['create']>[0]);
+    try {
+      const r = await s.run({ argv: ['/bin/sh', '-c', 'cat /mnt/memory/ro/note.md; touch /mnt/memory/ro/x 2>&1; echo saved > /mnt/memory/rw/new.md; echo ok'] });
+      expect(r.stdout.toString()).toMatch(/^remember\n.*Read-only file system\nok\n$/s);
+      expect(await readFile(path.join(rw, 'new.md'), 'utf8')).toBe('saved\n');
+    } finally {
+      await s.dispose();
+    }
+    const bad = { ...spec(sandboxId('mnt')), mounts: [{ hostPath: ro, path: '/usr/local', readOnly: true }] };
+    await expect(driver.create(bad as Parameters<BwrapDriver['create']>[0])).rejects.toThrow(/would cover \/usr; mount under \/mnt instead/);
   });
 
   it('falls back to a read-only view of the host /usr with a warning when the image is not built', async () => {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +90,27 @@ describe('docker sandbox', () => {
       expect(r.out).toMatch(/docker\.sock'?: No such file/);
     } finally {
       delete process.env.RUNNER_ONLY_MARKER;
+    }
+  });
+
+  it('binds host folders read-only or read-write', async () => {
+    const ro = path.join(work.dir, 'store-ro');
+    const rw = path.join(work.dir, 'store-rw');
+    await mkdir(ro, { mode: 0o755 });
+    await mkdir(rw);
+    await chmod(rw, 0o777);
+    await writeFile(path.join(ro, 'note.md'), 'remember\n', { mode: 0o644 });
+    const mounts = [
+      { hostPath: ro, path: '/mnt/memory/ro', readOnly: true },
+      { hostPath: rw, path: '/mnt/memory/rw', readOnly: false },
+    ];
+    const s = await driver.create({ ...spec(sandboxId('dmnt')), mounts } as Parameters<DockerDriver['create']>[0]);
+    try {
+      const r = await s.run({ argv: ['/bin/sh', '-c', 'cat /mnt/memory/ro/note.md; touch /mnt/memory/ro/x 2>&1; echo saved > /mnt/memory/rw/new.md; echo ok'] });
+      expect(r.stdout.toString()).toMatch(/^remember\n.*Read-only file system\nok\n$/s);
+      expect(await readFile(path.join(rw, 'new.md'), 'utf8')).toBe('saved\n');
+    } finally {
+      await s.dispose();
     }
   });
 
