@@ -2,11 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { describeError, RunnerError } from '../util/errors.js';
 import { VERSION } from '../util/package-info.js';
 import { EXIT_USAGE, exitCodeFor } from './cli-context.js';
+import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommand } from './commands/config.js';
 import { registerControlPlaneCommand } from './commands/control-plane.js';
 import { registerDevCommand } from './commands/dev.js';
 import { registerPairCommand } from './commands/pair.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerVaultCommand } from './commands/vault.js';
 
 /** Exit codes: 0 ok, 1 failure, 2 usage. Messages go to stderr; output to stdout. */
 async function main(argv: string[]): Promise<number> {
@@ -20,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
   registerDevCommand(program);
   registerConfigCommand(program);
   registerControlPlaneCommand(program);
+  registerVaultCommand(program);
+  registerAuditCommand(program);
   for (const cmd of program.commands) cmd.exitOverride();
   try {
     await program.parseAsync(argv);

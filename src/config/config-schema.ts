@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { ManagedAgentsConfigSchema } from '../managed-agents/config.js';
+import { PolicySchema } from '../policy/policy-schema.js';
 
 /**
  * The runner's configuration file (YAML), one zod schema. Every key has a
@@ -111,8 +113,14 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    policy: z.record(z.string(), z.unknown()).optional().describe('local policy; see docs/security.md'),
-    managedAgents: z.record(z.string(), z.unknown()).optional().describe('Claude Managed Agents environment worker; see docs/managed-agents.md'),
+    security: z
+      .object({
+        signatureWindowMs: ms('a signed request older or newer than this is refused').default(5 * 60_000),
+      })
+      .strict()
+      .prefault({}),
+    policy: PolicySchema.optional().describe('local policy: what the control plane may ask of this runner; see docs/security.md'),
+    managedAgents: ManagedAgentsConfigSchema.optional().describe('serve a Claude Managed Agents self-hosted environment; see docs/managed-agents.md'),
   })
   .strict();
 

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import sodium from 'libsodium-wrappers';
+import { signRequestSync } from '../signing/request-signing.js';
 import { RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 import { KeyedQueue } from './atomic-file.js';
@@ -162,7 +163,8 @@ export class ControlPlane {
       logger,
       clock,
       heartbeatMs,
-      signMessage: this.#o.signMessage ?? ((msg) => msg),
+      // Every message that makes a runner act is signed with the key runners pinned at pairing.
+      signMessage: this.#o.signMessage ?? ((msg, target) => signRequestSync(msg, { secretKey: target.secretKey, runnerId: target.runnerId, clock: this.#clock })),
       secretKey: dataDir.signingKeys.secretKey,
       handler: {
         knownResults: (runnerId) => calls.knownResults(runnerId),

@@ -7,7 +7,10 @@ import type { CallJournal } from '../connection/call-journal.js';
 import type { RunnerConnection } from '../connection/runner-connection.js';
 import type { Executor } from '../executor/executor.js';
 import type { AuditSink } from '../executor/executor-options.js';
-import { describeError, isRunnerError } from '../util/errors.js';
+import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
+import type { CredentialSet } from '../credentials/index.js';
+import type { RequestVerifier } from '../signing/index.js';
+import type { CallSpan, Tracing } from '../tracing/index.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 
 export interface ControlPlaneHandlerOptions {
@@ -18,8 +21,13 @@ export interface ControlPlaneHandlerOptions {
   checkpointDir: string;
   logger?: Logger;
   audit?: AuditSink;
-  /** Checks a request's signature before it acts (issue 4); returns a refusal message or undefined. */
-  verify?: (message: ControlMessage) => { code: string; message: string } | undefined;
+  /** Checks a request's signature before it acts; refuses unsigned, stale, replayed or misdirected requests. */
+  verifier?: Pick<RequestVerifier, 'verify'>;
+  /** Opens a call's sealed credentials and vault references (and feeds the redactor). */
+  openCredentials?: (credentials: NonNullable<ToolCallMessage['credentials']>, callId: string) => Promise<CredentialSet>;
+  tracing?: Tracing;
+  /** False when calls must be refused (the audit log cannot be written: fail closed). */
+  accepting?: () => { ok: true } | { ok: false; reason: string };
 }
 
 type ToolCallMessage = MessageOf<ControlMessage, 'tool.call'>;
@@ -46,40 +54,70 @@ export class ControlPlaneHandler {
   }
 
   onMessage(message: ControlMessage): void {
-    const refusal = this.options.verify?.(message);
-    if (refusal) {
-      this.options.audit?.append({ type: 'request.refused', messageType: message.type, code: refusal.code, reason: refusal.message });
-      void this.send({ type: 'error', code: refusal.code, message: refusal.message, ref: message.id });
+    void this.serve(message).catch((err: unknown) =>
+      this.logger.error({ type: message.type, err: describeError(err) }, 'handling a control-plane message failed'),
+    );
+  }
+
+  private async serve(message: ControlMessage): Promise<void> {
+    if (message.type === 'ack') {
+      await this.options.journal.ack(message.ids);
+      return;
+    }
+    if (message.type === 'error') {
+      this.logger.warn({ code: message.code, ref: message.ref }, `the control plane reported an error: ${message.message}`);
+      return;
+    }
+    if (message.type === 'hello' || message.type === 'welcome') {
+      await this.send({ type: 'error', code: 'bad_message', message: `type: ${message.type} is not expected after the handshake`, ref: message.id });
+      return;
+    }
+    const span = message.type === 'tool.call' ? this.options.tracing?.startCallSpan('tool.call', message.traceparent, { 'tool.name': message.toolUse.name, 'call.id': message.toolUse.id, 'call.source': 'control-plane' }) : undefined;
+    if (!(await this.verify(message, span))) {
+      span?.end('error');
       return;
     }
     switch (message.type) {
       case 'tool.call':
-        void this.handleToolCall(message).catch((err: unknown) =>
-          this.logger.error({ callId: message.toolUse.id, err: describeError(err) }, 'tool call handling failed'),
-        );
+        await this.handleToolCall(message, span);
         return;
       case 'tool.cancel':
         if (this.options.executor.cancel(message.callId)) this.options.audit?.append({ type: 'call.cancel', callId: message.callId });
         return;
-      case 'ack':
-        void this.options.journal.ack(message.ids);
-        return;
-      case 'session.open':
-      case 'session.close':
-      case 'session.checkpoint':
-      case 'session.restore':
-        void this.handleSession(message);
-        return;
       default:
-        void this.send({ type: 'error', code: 'bad_message', message: `type: ${message.type} is not expected after the handshake`, ref: message.id });
+        await this.handleSession(message);
     }
+  }
+
+  /** Signature, target runner, freshness and nonce: a refusal is answered, audited and logged. */
+  private async verify(message: Exclude<ControlMessage, { type: 'ack' | 'hello' | 'welcome' | 'error' }>, span?: CallSpan): Promise<boolean> {
+    const verifier = this.options.verifier;
+    if (!verifier) return true;
+    const step = span?.child('verify');
+    let refusal: { code: string; reason: string; message: string } | undefined;
+    try {
+      const r = await verifier.verify(message);
+      if (!r.ok) refusal = r;
+    } catch (err) {
+      refusal = { code: 'signature_invalid', reason: 'io', message: `the runner could not record the request nonce (${describeError(err)}); the request was refused` };
+    }
+    if (!refusal) {
+      step?.end('ok');
+      return true;
+    }
+    step?.fail(new Error(refusal.message)).end('error');
+    const callId = message.type === 'tool.call' ? message.toolUse.id : message.type === 'tool.cancel' ? message.callId : undefined;
+    this.logger.warn({ type: message.type, callId, reason: refusal.reason }, `refused a request: ${refusal.message}`);
+    this.options.audit?.append({ type: 'request.refused', messageType: message.type, ...(callId ? { callId } : {}), code: refusal.code, reason: refusal.reason, detail: refusal.message });
+    await this.send({ type: 'error', code: refusal.code, message: refusal.message, ref: message.id });
+    return false;
   }
 
   private send(message: Parameters<RunnerConnection['send']>[0]): Promise<boolean> {
     return this.options.connection().send(message);
   }
 
-  private async handleToolCall(msg: ToolCallMessage): Promise<void> {
+  private async handleToolCall(msg: ToolCallMessage, span?: CallSpan): Promise<void> {
     const callId = msg.toolUse.id;
     const journal = this.options.journal;
     const seen = await journal.lookup(callId);
@@ -87,29 +125,68 @@ export class ControlPlaneHandler {
       // A redelivered call: never run twice, answer with the stored result.
       this.logger.info({ callId }, 'call seen before; sending its stored result again');
       await this.send(seen.result);
+      span?.end();
       return;
     }
     if (seen.state === 'running') {
       await this.send({ type: 'tool.accepted', callId });
+      span?.end();
+      return;
+    }
+    const accepting = this.options.accepting?.() ?? { ok: true };
+    if (!accepting.ok) {
+      // Fail closed: nothing runs that cannot be recorded. Not journaled, so a later retry can run.
+      this.logger.error({ callId }, `refused a call: ${accepting.reason}`);
+      await this.send({ type: 'error', code: 'internal', message: `the runner takes no calls now: ${accepting.reason}`, ref: msg.id });
+      span?.end('error');
       return;
     }
     await journal.begin(callId);
-    this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId });
-    await this.send({ type: 'tool.accepted', callId });
+    this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId, traceId: span?.traceId });
+    await this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
     const seq = { n: 0 };
     const conn = this.options.connection();
-    const result = await this.options.executor.dispatch({
-      callId,
-      source: 'control-plane',
-      name: msg.toolUse.name,
-      input: msg.toolUse.input,
-      ...(msg.sessionId ? { sessionId: msg.sessionId } : {}),
-      ...(msg.timeoutMs ? { timeoutMs: msg.timeoutMs } : {}),
-      onOutput: async (stream, chunk) => {
-        // Output is best effort while disconnected; the result carries what matters.
-        await conn.sendBinary(encodeOutputFrame({ callId, seq: seq.n++, stream, data: chunk }));
-      },
-    });
+    let credentials: CredentialSet | undefined;
+    let result: Awaited<ReturnType<Executor['dispatch']>>;
+    try {
+      if (msg.credentials?.length) {
+        if (!this.options.openCredentials) throw new RunnerError('credential_invalid', 'this runner cannot open credentials');
+        const step = span?.child('credentials', { 'credentials.count': msg.credentials.length });
+        try {
+          credentials = await this.options.openCredentials(msg.credentials, callId);
+          step?.end('ok');
+        } catch (err) {
+          step?.fail(err).end('error');
+          throw err;
+        }
+        // By name only: values never reach the audit log.
+        this.options.audit?.append({ type: 'credential.used', callId, names: credentials.names });
+      }
+      const vaultRefs = (msg.credentials ?? []).flatMap((c) => ('vault' in c ? [c.vault] : []));
+      result = await this.options.executor.dispatch({
+        callId,
+        source: 'control-plane',
+        name: msg.toolUse.name,
+        input: msg.toolUse.input,
+        ...(msg.sessionId ? { sessionId: msg.sessionId } : {}),
+        ...(msg.timeoutMs ? { timeoutMs: msg.timeoutMs } : {}),
+        ...(credentials ? { env: credentials.env(), files: credentials.files() } : {}),
+        ...(vaultRefs.length ? { vaultRefs } : {}),
+        ...(span ? { span } : {}),
+        onOutput: async (stream, chunk) => {
+          // Output is best effort while disconnected; the result carries what matters.
+          await conn.sendBinary(encodeOutputFrame({ callId, seq: seq.n++, stream, data: chunk }));
+        },
+      });
+    } catch (err) {
+      // A credential that cannot be opened fails the call closed: nothing ran.
+      if (!isRunnerError(err)) this.logger.error({ callId, err }, 'the call failed before it ran');
+      const message = isRunnerError(err) ? err.message : `the runner failed before running the call: ${describeError(err)}`;
+      result = { status: 'failed', isError: true, content: message, durationMs: 0 };
+    } finally {
+      credentials?.dispose();
+    }
+    span?.setAttributes({ 'call.status': result.status }).end(result.isError ? 'error' : 'ok');
     const message: ToolResultMessage = {
       v: 1,
       id: `result-${callId}`,
@@ -118,6 +195,7 @@ export class ControlPlaneHandler {
       status: result.status,
       result: { type: 'tool_result', tool_use_id: callId, content: result.content, is_error: result.isError },
       durationMs: Math.round(result.durationMs * 1000) / 1000,
+      ...(span ? { traceId: span.traceId } : {}),
     };
     await journal.complete(message);
     this.options.audit?.append({ type: 'call.result', callId, tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs });

@@ -1,22 +1,53 @@
 import path from 'node:path';
+import { AuditLog } from '../audit/index.js';
 import { CallJournal } from '../connection/call-journal.js';
 import { RunnerConnection } from '../connection/runner-connection.js';
+import { checkStateDir, disableCoreDumps, openCredentialSet, Redactor, Vault } from '../credentials/index.js';
 import { Executor } from '../executor/executor.js';
+import type { AuditSink } from '../executor/executor-options.js';
 import { websocketUrl } from '../identity/control-plane-url.js';
-import { loadIdentity, type Identity } from '../identity/identity.js';
-import { ensureStateDir } from '../identity/state-files.js';
+import { fromB64, loadIdentity, type Identity } from '../identity/identity.js';
+import { ManagedAgentsConnector, resolveManagedAgentsConfig } from '../managed-agents/index.js';
+import { createMetrics, HealthServer, type RunnerMetrics } from '../metrics/index.js';
+import { PolicyEngine } from '../policy/index.js';
+import { EgressProxy } from '../sandbox/egress/egress-proxy.js';
 import { IsolatePool } from '../sandbox/isolate/isolate-pool.js';
-import { describeError } from '../util/errors.js';
+import { NonceStore, RequestVerifier } from '../signing/index.js';
+import { agentToolset } from '../tools/agent-toolset/index.js';
+import { createTracing, type Tracing } from '../tracing/index.js';
+import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { VERSION } from '../util/package-info.js';
 import { ControlPlaneHandler } from './control-plane-handler.js';
 import type { DaemonOptions, DaemonState } from './daemon-options.js';
 import { createDrivers } from './drivers.js';
+import { DaemonWorkerHost } from './daemon-worker-host.js';
+import { executorMetrics } from './runner-metrics.js';
 import { builtinTools } from './tools.js';
 
+/** Files in the state dir that hold secrets: refused when readable by others. */
+const SECRET_FILES = ['identity.json', 'secret-keys.json', 'vault.key', 'nonces.jsonl', 'calls.jsonl'];
+
+interface Parts {
+  identity: Identity;
+  journal: CallJournal;
+  isolates: IsolatePool;
+  executor: Executor;
+  audit: AuditLog;
+  metrics: RunnerMetrics;
+  tracing: Tracing;
+  policy: PolicyEngine;
+  redactor: Redactor;
+  nonces: NonceStore;
+  egress: EgressProxy;
+  connection?: RunnerConnection;
+  managedAgents?: ManagedAgentsConnector;
+  health?: HealthServer;
+}
+
 /**
- * The runner daemon: owns the identity, the call journal, the sandboxes and
- * the connectors, from `create()` through `run()` to `shutdown()`.
+ * The runner daemon: owns the identity, the call journal, the audit log, the
+ * sandboxes and the connectors, from `create()` through `run()` to `shutdown()`.
  */
 export class Daemon {
   state: DaemonState = 'starting';
@@ -27,29 +58,83 @@ export class Daemon {
 
   private constructor(
     readonly options: DaemonOptions,
-    readonly identity: Identity,
-    readonly journal: CallJournal,
-    readonly isolates: IsolatePool,
-    readonly executor: Executor,
-    readonly connection: RunnerConnection | undefined,
+    private readonly parts: Parts,
     private readonly logger: Logger,
   ) {}
 
-  /** Loads identity and state; throws a RunnerError that says what to fix. */
+  get identity(): Identity {
+    return this.parts.identity;
+  }
+  get executor(): Executor {
+    return this.parts.executor;
+  }
+  get connection(): RunnerConnection | undefined {
+    return this.parts.connection;
+  }
+  get managedAgents(): ManagedAgentsConnector | undefined {
+    return this.parts.managedAgents;
+  }
+  /** Where /healthz, /readyz and /metrics listen, once running. */
+  healthUrl: string | undefined;
+
+  /** Loads identity and state and builds every part; throws a RunnerError that says what to fix. */
   static async create(options: DaemonOptions): Promise<Daemon> {
     const { config, logger } = options;
-    await ensureStateDir(config.stateDir);
     const identity = await loadIdentity(config.stateDir);
+    await checkStateDir(config.stateDir, { secretFiles: SECRET_FILES });
+    await disableCoreDumps({ logger });
+    const redactor = options.redactor ?? new Redactor();
+    const policy = new PolicyEngine(config.policy);
+    const metrics = createMetrics();
+    const audit = await AuditLog.open({
+      dir: path.join(config.stateDir, 'audit'),
+      signingKey: identity.keys.signingSecretKey,
+      publicKey: identity.keys.signingPublicKey,
+      checkpointEvery: config.audit.checkpointEvery,
+      maxFileBytes: config.audit.maxFileBytes,
+      logger: logger.child({ component: 'audit' }),
+      onCheckpoint: (cp) => {
+        metrics.auditCheckpointsTotal.inc();
+        void parts.connection?.send({ type: 'audit.checkpoint', ...cp });
+      },
+    });
+    metrics.auditHealthy.set(1);
+    audit.on('failed', (err) => {
+      metrics.auditHealthy.set(0);
+      logger.fatal({ err: err.message }, 'the audit log cannot be written: the runner takes no calls until it can (fail closed)');
+    });
+    const tracing = createTracing({
+      serviceName: 'sandbox-runner',
+      resource: { 'sandbox_runner.id': identity.runnerId },
+      onSpans: (spans) => void parts.connection?.send({ type: 'span', spans }),
+      ...(config.tracing.otlpUrl ? { otlpUrl: config.tracing.otlpUrl } : {}),
+      redact: (s) => redactor.redact(s),
+      logger: logger.child({ component: 'tracing' }),
+    });
     const journal = await CallJournal.open(config.stateDir, { retentionMs: config.calls.resultRetentionMs });
+    const nonces = await NonceStore.open({ path: path.join(config.stateDir, 'nonces.jsonl') });
     const isolates = new IsolatePool({
       size: config.sandbox.isolate.hosts,
       memoryMb: config.sandbox.isolate.memoryMb,
       timeoutMs: config.sandbox.isolate.timeoutMs,
       logger: logger.child({ component: 'isolate' }),
     });
-    const drivers = options.drivers ?? (await createDrivers(config, logger.child({ component: 'sandbox' }), identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-')));
+    const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }) });
+    const owner = identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+    const drivers = options.drivers ?? (await createDrivers(config, logger.child({ component: 'sandbox' }), owner, egress));
+    const auditSink: AuditSink = {
+      append: (event) => {
+        try {
+          return audit.append(event);
+        } catch (err) {
+          // The 'failed' event has said so already; the call itself is refused by `accepting`.
+          return undefined;
+        }
+      },
+    };
     const executor = new Executor({
       tools: builtinTools(),
+      sourceTools: { 'managed-agents': agentToolset() },
       isolates,
       drivers,
       defaultDriver: config.sandbox.defaultDriver,
@@ -61,36 +146,43 @@ export class Daemon {
       sessionIdleTimeoutMs: config.sessions.idleTimeoutMs,
       maxSessions: config.sessions.max,
       logger,
+      redaction: redactor,
+      audit: auditSink,
+      metrics: executorMetrics(metrics),
+      policy,
     });
-    // Calls that were running when the runner last stopped cannot be resumed:
-    // answer each with a failure, so the control plane is not left waiting.
-    for (const callId of journal.orphans) {
-      await journal.complete({
-        v: 1,
-        id: `result-${callId}`,
-        type: 'tool.result',
-        callId,
-        status: 'failed',
-        result: {
-          type: 'tool_result',
-          tool_use_id: callId,
-          content: 'the runner restarted while this call ran; its outcome is unknown; run it again if it is safe to',
-          is_error: true,
-        },
-        durationMs: 0,
-      });
-      logger.warn({ callId }, 'call was running when the runner stopped; reported as failed');
-    }
-    let connection: RunnerConnection | undefined;
+    const parts: Parts = { identity, journal, isolates, executor, audit, metrics, tracing, policy, redactor, nonces, egress };
+    await failOrphans(journal, logger);
+    const vault = new Vault({ stateDir: config.stateDir, env: process.env });
+    const accepting = () =>
+      audit.healthy ? ({ ok: true } as const) : ({ ok: false, reason: `the audit log cannot be written (${audit.error?.message ?? 'failed'})` } as const);
+
     if (config.controlPlane.enabled) {
       const handler = new ControlPlaneHandler({
-        connection: () => connection!,
+        connection: () => parts.connection!,
         journal,
         executor,
         checkpointDir: path.join(config.stateDir, 'checkpoints'),
         logger,
+        audit: auditSink,
+        tracing,
+        accepting,
+        verifier: new RequestVerifier({
+          publicKey: fromB64(identity.controlPlaneSigningKey),
+          runnerId: identity.runnerId,
+          windowMs: config.security.signatureWindowMs,
+          nonceStore: nonces,
+        }),
+        openCredentials: (credentials, callId) =>
+          openCredentialSet(credentials, {
+            boxPublicKey: identity.keys.boxPublicKey,
+            boxSecretKey: identity.keys.boxSecretKey,
+            expect: { callId },
+            vault,
+            redactor,
+          }),
       });
-      connection = new RunnerConnection({
+      parts.connection = new RunnerConnection({
         url: websocketUrl(config.controlPlane.url ?? identity.controlPlaneUrl),
         runnerId: identity.runnerId,
         signingSecretKey: identity.keys.signingSecretKey,
@@ -105,31 +197,79 @@ export class Daemon {
         reconnectInitialMs: config.controlPlane.reconnectInitialMs,
         reconnectMaxMs: config.controlPlane.reconnectMaxMs,
         onMessage: (m) => handler.onMessage(m),
-        onConnected: (known) => handler.onConnected(known),
+        onConnected: async (known) => {
+          metrics.connected.set({ connector: 'control-plane' }, 1);
+          await handler.onConnected(known);
+          metrics.outboxDepth.set(journal.depth);
+        },
+        onDisconnected: () => metrics.connected.set({ connector: 'control-plane' }, 0),
         logger: logger.child({ component: 'connection' }),
       });
     }
-    const d = new Daemon(options, identity, journal, isolates, executor, connection, logger);
-    return d;
+
+    const managed = config.managedAgents ?? (process.env.ANTHROPIC_ENVIRONMENT_ID ? {} : undefined);
+    if (managed) {
+      const resolved = await resolveManagedAgentsConfig(managed as never, process.env, config.source.file ? path.dirname(config.source.file) : process.cwd());
+      parts.managedAgents = new ManagedAgentsConnector({
+        config: resolved,
+        host: new DaemonWorkerHost({ executor, accepting, audit: auditSink, tracing }),
+        stateDir: config.stateDir,
+        logger: logger.child({ component: 'managed-agents' }),
+      });
+    }
+
+    if (config.health.enabled) {
+      parts.health = new HealthServer({
+        host: config.health.host,
+        port: config.health.port,
+        metrics,
+        logger: logger.child({ component: 'health' }),
+        readiness: () => readiness(parts, config.controlPlane.enabled),
+      });
+    }
+    return new Daemon(options, parts, logger);
   }
 
   /** Starts serving; resolves when the daemon has stopped. */
   async run(): Promise<void> {
+    const p = this.parts;
     this.state = 'running';
-    await this.isolates.warm().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'isolate host did not start; javascript calls will retry'));
-    this.connection?.start();
+    p.audit.append({ type: 'runner.start', version: VERSION, runnerId: p.identity.runnerId });
+    await p.isolates.warm().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'isolate host did not start; javascript calls will retry'));
+    if (p.health) {
+      const addr = await p.health.start();
+      this.healthUrl = addr.url;
+      this.logger.info({ url: addr.url }, 'health and metrics endpoints listening');
+    }
+    p.connection?.start();
+    p.managedAgents?.start().catch((err: unknown) => {
+      this.logger.error({ err: describeError(err) }, 'the Managed Agents connector stopped');
+      if (!p.connection) {
+        this.firstError ??= isRunnerError(err, 'credential_invalid') ? new RunnerError('config_invalid', describeError(err)) : err;
+        void this.shutdown('the Managed Agents connector stopped');
+      }
+    });
     this.logger.info(
-      { runnerId: this.identity.runnerId, controlPlane: this.identity.controlPlaneUrl, tools: this.executor.toolNames() },
+      { runnerId: p.identity.runnerId, controlPlane: p.connection ? p.identity.controlPlaneUrl : 'disabled', managedAgents: Boolean(p.managedAgents), tools: p.executor.toolNames() },
       'sandbox-runner started',
     );
     await this.stoppedPromise;
     if (this.firstError) throw this.firstError;
   }
 
+  /** Reloads the local policy from a fresh config (SIGHUP); connections and calls carry on. */
+  async reload(): Promise<void> {
+    if (!this.options.reloadConfig) return;
+    const config = await this.options.reloadConfig();
+    this.parts.policy.reload(config.policy);
+    this.parts.audit.append({ type: 'policy.reload' });
+    this.logger.info('policy reloaded');
+  }
+
   /**
    * Drains: no new calls, in-flight calls get `drainMs` to finish and are
-   * cancelled after it, results are flushed, then everything is closed.
-   * Idempotent; the first error wins.
+   * cancelled after it, results are flushed, then everything is closed in
+   * order. Idempotent; the first error wins.
    */
   shutdown(reason = 'shutdown requested', drainMs = this.options.config.calls.drainTimeoutMs): Promise<void> {
     this.shuttingDown ??= this.doShutdown(reason, drainMs);
@@ -137,20 +277,31 @@ export class Daemon {
   }
 
   private async doShutdown(reason: string, drainMs: number): Promise<void> {
+    const p = this.parts;
     this.state = 'draining';
-    this.logger.info({ reason, inFlight: this.executor.inFlight, drainMs }, 'draining');
-    this.executor.startDraining();
-    await this.executor.idle(AbortSignal.timeout(drainMs));
-    if (this.executor.inFlight > 0) {
-      this.logger.warn({ inFlight: this.executor.inFlight }, 'drain deadline passed; cancelling the calls still running');
-      this.executor.cancelAll('the runner is stopping and the drain deadline passed');
-      await this.executor.idle(AbortSignal.timeout(5000));
+    this.logger.info({ reason, inFlight: p.executor.inFlight, drainMs }, 'draining');
+    p.executor.startDraining();
+    const managedStopped = p.managedAgents?.shutdown();
+    await p.executor.idle(AbortSignal.timeout(drainMs));
+    if (p.executor.inFlight > 0) {
+      this.logger.warn({ inFlight: p.executor.inFlight }, 'drain deadline passed; cancelling the calls still running');
+      p.executor.cancelAll('the runner is stopping and the drain deadline passed');
+      await p.executor.idle(AbortSignal.timeout(5000));
     }
     const steps: Array<[string, () => Promise<unknown>]> = [
-      ['connection', async () => this.connection?.stop()],
-      ['sessions', () => this.executor.shutdown()],
-      ['isolates', () => this.isolates.close()],
-      ['journal', () => this.journal.close()],
+      ['managed-agents', async () => managedStopped],
+      ['tracing', () => p.tracing.shutdown()],
+      ['audit', async () => {
+        p.audit.append({ type: 'runner.stop', reason });
+        await p.audit.close();
+      }],
+      ['connection', async () => p.connection?.stop()],
+      ['sessions', () => p.executor.shutdown()],
+      ['isolates', () => p.isolates.close()],
+      ['egress', async () => (p.egress as { close?: () => Promise<void> }).close?.()],
+      ['health', async () => p.health?.stop()],
+      ['journal', () => p.journal.close()],
+      ['nonces', () => p.nonces.close()],
     ];
     for (const [name, step] of steps) {
       try {
@@ -163,5 +314,39 @@ export class Daemon {
     this.state = this.firstError ? 'failed' : 'stopped';
     this.logger.info({ state: this.state }, 'sandbox-runner stopped');
     this.stopped();
+  }
+}
+
+/** Ready = connected to every connector it serves and able to take calls. */
+function readiness(p: Parts, controlPlane: boolean): { ready: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  if (controlPlane && !p.connection?.connected) reasons.push('not connected to the control plane');
+  if (!p.audit.healthy) reasons.push('the audit log cannot be written; calls are refused');
+  const ma = p.managedAgents?.status();
+  if (ma && (ma.state === 'failed' || ma.state === 'stopped')) reasons.push(`the Managed Agents connector is ${ma.state}`);
+  return { ready: reasons.length === 0, reasons };
+}
+
+/**
+ * Calls that were running when the runner last stopped cannot be resumed:
+ * each is answered with a failure, so the control plane is not left waiting.
+ */
+async function failOrphans(journal: CallJournal, logger: Logger): Promise<void> {
+  for (const callId of journal.orphans) {
+    await journal.complete({
+      v: 1,
+      id: `result-${callId}`,
+      type: 'tool.result',
+      callId,
+      status: 'failed',
+      result: {
+        type: 'tool_result',
+        tool_use_id: callId,
+        content: 'the runner restarted while this call ran; its outcome is unknown; run it again if it is safe to',
+        is_error: true,
+      },
+      durationMs: 0,
+    });
+    logger.warn({ callId }, 'call was running when the runner stopped; reported as failed');
   }
 }

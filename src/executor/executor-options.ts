@@ -3,6 +3,7 @@ import type { DriverName, SandboxDriver, SandboxLimits } from '../sandbox/driver
 import type { IsolatePool } from '../sandbox/isolate/isolate-pool.js';
 import type { ToolDefinition } from '../tools/tool.js';
 import type { CallStatus } from '../protocol/index.js';
+import type { PolicyEngine } from '../policy/index.js';
 
 /** Masks secrets in everything that leaves the runner (issue 4 plugs the real one in). */
 export interface Redaction {
@@ -33,7 +34,7 @@ export interface ExecutorMetrics {
   callEnded(tool: string, source: string, status: CallStatus, durationMs: number): void;
   refused(reason: string): void;
   bytesStreamed(n: number): void;
-  sandboxes(delta: 1 | -1): void;
+  sandboxes(driver: string, delta: 1 | -1): void;
   sessions(open: number): void;
 }
 
@@ -47,7 +48,10 @@ export const noMetrics: ExecutorMetrics = {
 };
 
 export interface ExecutorOptions {
+  /** Tools served to our own control plane. */
   tools: ToolDefinition<any>[];
+  /** Tools served to other sources instead (the agent toolset for Managed Agents). */
+  sourceTools?: { 'managed-agents'?: ToolDefinition<any>[] };
   isolates: IsolatePool;
   drivers: DriverSource;
   defaultDriver: Exclude<DriverName, 'isolate'>;
@@ -62,4 +66,6 @@ export interface ExecutorOptions {
   redaction?: Redaction;
   audit?: AuditSink;
   metrics?: ExecutorMetrics;
+  /** Local policy: every call and session is checked against it. */
+  policy?: PolicyEngine;
 }

@@ -1,10 +1,11 @@
 import { describeIssues, type CallStatus, type LimitsRequest, type ToolResultContent } from '../protocol/index.js';
-import { DEFAULT_LIMITS, type DriverName, type NetworkSpec, type OutputStream, type SandboxLimits } from '../sandbox/driver.js';
+import { DEFAULT_LIMITS, type DriverName, type InjectedFile, type NetworkSpec, type SandboxMount, type OutputStream, type SandboxLimits } from '../sandbox/driver.js';
 import type { ToolContext, ToolDefinition, ToolOutcome } from '../tools/tool.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 import { noMetrics, noRedaction, type ExecutorOptions } from './executor-options.js';
 import { SessionManager, type Session, type SessionSpec } from './session-manager.js';
+import type { CallSpan } from '../tracing/index.js';
 
 export type CallSource = 'control-plane' | 'managed-agents';
 
@@ -22,6 +23,12 @@ export interface DispatchRequest {
   onOutput?: (stream: OutputStream, chunk: Buffer) => Promise<void> | void;
   /** Extra sandbox environment for this call (credentials). */
   env?: Record<string, string>;
+  /** Credential files for this call's fresh sandbox (placed before anything runs). */
+  files?: InjectedFile[];
+  /** The call's span; the executor's steps become its children. */
+  span?: CallSpan;
+  /** Vault entries the call names (checked against local policy). */
+  vaultRefs?: string[];
 }
 
 export interface DispatchResult extends ToolOutcome {
@@ -34,6 +41,8 @@ export interface OpenSessionRequest {
   limits?: LimitsRequest;
   network?: { allow: string[] };
   labels?: Record<string, string>;
+  /** Host directories bound inside the session's sandbox. */
+  mounts?: SandboxMount[];
 }
 
 /**
@@ -44,6 +53,7 @@ export interface OpenSessionRequest {
  */
 export class Executor {
   private readonly tools = new Map<string, ToolDefinition<any>>();
+  private readonly otherTools = new Map<CallSource, Map<string, ToolDefinition<any>>>();
   private readonly running = new Map<string, AbortController>();
   private readonly waiting: Array<() => void> = [];
   private active = 0;
@@ -53,6 +63,9 @@ export class Executor {
 
   constructor(private readonly options: ExecutorOptions) {
     for (const t of options.tools) this.tools.set(t.name, t);
+    for (const [source, tools] of Object.entries(options.sourceTools ?? {})) {
+      this.otherTools.set(source as CallSource, new Map(tools.map((t) => [t.name, t])));
+    }
     this.logger = options.logger ?? noopLogger;
     const metrics = options.metrics ?? noMetrics;
     this.sessions = new SessionManager({
@@ -60,13 +73,17 @@ export class Executor {
       max: options.maxSessions,
       logger: this.logger,
       onChange: (n) => metrics.sessions(n),
-      onSandboxChange: (d) => metrics.sandboxes(d),
+      onSandboxChange: (driver, d) => metrics.sandboxes(driver, d),
     });
   }
 
-  /** Tool names this runner offers (sent in the handshake). */
-  toolNames(): string[] {
-    return [...this.tools.keys()];
+  /** Tool names this runner offers to a source (sent in the handshake for the control plane). */
+  toolNames(source: CallSource = 'control-plane'): string[] {
+    return [...this.toolsFor(source).keys()];
+  }
+
+  private toolsFor(source: CallSource): Map<string, ToolDefinition<any>> {
+    return this.otherTools.get(source) ?? this.tools;
   }
 
   get inFlight(): number {
@@ -104,7 +121,20 @@ export class Executor {
     if (driver === 'isolate') {
       throw new RunnerError('invalid_input', 'driver: sessions need a process driver (bwrap or docker); isolate calls need no session');
     }
-    return this.sessions.open(id, this.sessionSpec(driver, req), () => this.options.drivers.get(driver));
+    const decision = this.options.policy?.check({
+      driver,
+      image: req.image ?? this.options.defaultImage,
+      ...(req.limits ? { limits: req.limits } : {}),
+      ...(req.network ? { network: req.network } : {}),
+      labels: Object.entries(req.labels ?? {}).map(([k, v]) => `${k}=${v}`),
+    });
+    if (decision && !decision.ok) {
+      (this.options.metrics ?? noMetrics).refused('policy_denied');
+      throw new RunnerError('policy_denied', `${decision.message} (rule ${decision.rule})`);
+    }
+    const spec = this.sessionSpec(driver, req);
+    if (decision?.ok) spec.limits = capLimits(spec.limits, decision.limits);
+    return this.sessions.open(id, spec, () => this.options.drivers.get(driver));
   }
 
   closeSession(id: string): Promise<boolean> {
@@ -120,6 +150,7 @@ export class Executor {
       network,
       env: baseEnv(),
       labels: req.labels ?? {},
+      ...(req.mounts?.length ? { mounts: req.mounts } : {}),
     };
   }
 
@@ -129,24 +160,20 @@ export class Executor {
     const metrics = this.options.metrics ?? noMetrics;
     const redaction = this.options.redaction ?? noRedaction;
     const done = (o: ToolOutcome): DispatchResult => {
-      const result = { ...o, content: redactContent(o.content, redaction.redact), durationMs: performance.now() - started };
+      const result = { ...o, content: redactContent(o.content, (t) => redaction.redact(t)), durationMs: performance.now() - started };
       metrics.callEnded(req.name, req.source, o.status, result.durationMs);
       return result;
     };
     metrics.callStarted(req.name, req.source);
-    const tool = this.tools.get(req.name);
+    const tool = this.toolsFor(req.source).get(req.name);
     if (!tool) {
       metrics.refused('unknown_tool');
-      return done(failure(`unknown tool ${JSON.stringify(req.name)}; this runner offers: ${this.toolNames().join(', ')}`));
+      return done(failure(`unknown tool ${JSON.stringify(req.name)}; this runner offers: ${this.toolNames(req.source).join(', ')}`));
     }
     const parsed = tool.inputSchema.safeParse(req.input);
     if (!parsed.success) {
       metrics.refused('invalid_input');
       return done(failure(`invalid input: ${describeIssues(parsed.error, 'input')}`));
-    }
-    if (this.draining) {
-      metrics.refused('draining');
-      return done(failure('the runner is shutting down and takes no new calls; send the call to another runner'));
     }
     let session: Session | undefined;
     if (req.sessionId) {
@@ -156,6 +183,22 @@ export class Executor {
         return done(failure(`sessionId: no open session ${JSON.stringify(req.sessionId)} on this runner; open one first or drop sessionId`));
       }
     }
+    const decision = this.options.policy?.check({
+      tool: req.name,
+      inFlight: this.active,
+      ...(req.vaultRefs?.length ? { vaultRefs: req.vaultRefs } : {}),
+      ...(session ? {} : { driver: this.options.defaultDriver, image: this.options.defaultImage }),
+    });
+    if (decision && !decision.ok) {
+      metrics.refused('policy_denied');
+      req.span?.child('policy', { 'policy.rule': decision.rule }).fail(new Error(decision.message)).end('error');
+      return done(failure(`policy_denied: ${decision.message} (rule ${decision.rule})`));
+    }
+    req.span?.child('policy').end('ok');
+    if (this.draining) {
+      metrics.refused('draining');
+      return done(failure('the runner is shutting down and takes no new calls; send the call to another runner'));
+    }
     const timeoutMs = Math.min(req.timeoutMs ?? this.options.defaultTimeoutMs, this.options.maxTimeoutMs);
     const controller = new AbortController();
     const deadline = AbortSignal.timeout(timeoutMs);
@@ -164,10 +207,18 @@ export class Executor {
     deadline.addEventListener('abort', onDeadline, { once: true });
     req.signal?.addEventListener('abort', onUpstream, { once: true });
     this.running.set(req.callId, controller);
-    const ephemeral = session ? undefined : this.sessions.ephemeral(this.sessionSpec(this.options.defaultDriver, {}), () => this.options.drivers.get(this.options.defaultDriver));
+    if (session && req.files?.length) {
+      return done(failure('credentials: file credentials are placed when a sandbox is made; send them without sessionId, or inject them as env'));
+    }
+    const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
+    if (req.files?.length) ephemeralSpec.files = req.files;
+    if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
+    const ephemeral = session ? undefined : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver));
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
+    let streamSpan: CallSpan | undefined;
+    let streamed = 0;
     let outcome: ToolOutcome;
     let acquired = false;
     try {
@@ -182,15 +233,27 @@ export class Executor {
         emit: async (stream, chunk) => {
           const safe = streams[stream].push(chunk);
           if (safe.length === 0) return;
+          streamSpan ??= req.span?.child('stream');
+          streamed += safe.length;
           metrics.bytesStreamed(safe.length);
           await req.onOutput?.(stream, safe);
         },
-        sandbox: () => target.sandbox(controller.signal),
+        sandbox: () =>
+          target.hasSandbox || !req.span
+            ? target.sandbox(controller.signal)
+            : req.span.run('sandbox.create', () => target.sandbox(controller.signal), { 'sandbox.driver': target.spec.driver }),
         isolates: this.options.isolates,
         session: target.state,
         env: req.env ?? {},
       };
-      outcome = await runUntilAborted(tool.run(parsed.data, ctx), controller.signal);
+      const execute = req.span?.child('execute', { 'tool.name': req.name });
+      try {
+        outcome = await runUntilAborted(tool.run(parsed.data, ctx), controller.signal);
+        execute?.setAttributes({ 'tool.status': outcome.status }).end(outcome.isError ? 'error' : 'ok');
+      } catch (err) {
+        execute?.fail(err).end('error');
+        throw err;
+      }
     } catch (err) {
       outcome = errorOutcome(err, controller.signal);
       if (outcome.status === 'failed') this.logger.warn({ callId: req.callId, err: describeError(err) }, 'tool call failed');
@@ -199,6 +262,7 @@ export class Executor {
         const tail = streams[stream].end();
         if (tail.length) await Promise.resolve(req.onOutput?.(stream, tail)).catch(() => undefined);
       }
+      streamSpan?.setAttributes({ 'stream.bytes': streamed }).end('ok');
       target.active--;
       target.lastUsed = Date.now();
       this.running.delete(req.callId);

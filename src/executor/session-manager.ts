@@ -1,4 +1,4 @@
-import type { DriverName, NetworkSpec, Sandbox, SandboxDriver, SandboxLimits } from '../sandbox/driver.js';
+import type { DriverName, InjectedFile, NetworkSpec, SandboxMount, Sandbox, SandboxDriver, SandboxLimits } from '../sandbox/driver.js';
 import type { SessionState } from '../tools/tool.js';
 import { RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
@@ -32,6 +32,8 @@ export interface SessionSpec {
   network: NetworkSpec;
   env: Record<string, string>;
   labels?: Record<string, string>;
+  files?: InjectedFile[];
+  mounts?: SandboxMount[];
 }
 
 /**
@@ -50,7 +52,7 @@ export class Session {
     readonly spec: SessionSpec,
     private readonly driver: () => SandboxDriver,
     readonly ephemeral: boolean,
-    private readonly onSandbox: (delta: 1 | -1) => void = () => undefined,
+    private readonly onSandbox: (driver: string, delta: 1 | -1) => void = () => undefined,
   ) {}
 
   /** The session's sandbox, created on first use. */
@@ -59,9 +61,20 @@ export class Session {
     if (!this.sandboxPromise) {
       const sandboxId = `sr-${randomBytes(6).toString('hex')}`;
       this.sandboxPromise = this.driver()
-        .create({ id: sandboxId, image: this.spec.image, limits: this.spec.limits, network: this.spec.network, env: this.spec.env }, signal)
+        .create(
+          {
+            id: sandboxId,
+            image: this.spec.image,
+            limits: this.spec.limits,
+            network: this.spec.network,
+            env: this.spec.env,
+            ...(this.spec.files ? { files: this.spec.files } : {}),
+            ...(this.spec.mounts ? { mounts: this.spec.mounts } : {}),
+          },
+          signal,
+        )
         .then((s) => {
-          this.onSandbox(1);
+          this.onSandbox(this.spec.driver, 1);
           return s;
         });
       // A failed creation may be retried by the next call.
@@ -88,7 +101,7 @@ export class Session {
       const sb = await p.catch(() => undefined);
       if (sb) {
         await sb.dispose().catch((e: unknown) => (first ??= e));
-        this.onSandbox(-1);
+        this.onSandbox(this.spec.driver, -1);
       }
     }
     if (first) throw first;
@@ -100,7 +113,7 @@ export interface SessionManagerOptions {
   max: number;
   logger?: Logger;
   onChange?: (open: number) => void;
-  onSandboxChange?: (delta: 1 | -1) => void;
+  onSandboxChange?: (driver: string, delta: 1 | -1) => void;
 }
 
 /** Open sessions by id, with an idle timeout and explicit close. */

@@ -55,6 +55,16 @@ export interface SandboxSpec {
   env: Record<string, string>;
   /** Files placed inside before the first run; wiped at dispose. */
   files?: InjectedFile[];
+  /** Host directories bound inside (Managed Agents memory stores at /mnt/memory/<store>). */
+  mounts?: SandboxMount[];
+}
+
+/** A host directory bound into a sandbox. */
+export interface SandboxMount {
+  hostPath: string;
+  /** Absolute path inside; never over /workspace, /proc, /dev or the image's system folders. */
+  path: string;
+  readOnly: boolean;
 }
 
 export interface SpawnOptions {

@@ -49,6 +49,14 @@ export async function signRequest<T extends SignableMessage>(
   options: SignRequestOptions,
 ): Promise<T & { sig: Signature }> {
   await sodium.ready;
+  return signRequestSync(message, options);
+}
+
+/**
+ * signRequest for a caller that has already awaited `sodium.ready` (the
+ * control plane signs inside its synchronous send path).
+ */
+export function signRequestSync<T extends SignableMessage>(message: T, options: SignRequestOptions): T & { sig: Signature } {
   const ts = (options.clock ?? Date.now)();
   const nonce = options.nonce ?? sodium.to_base64(sodium.randombytes_buf(18), sodium.base64_variants.URLSAFE_NO_PADDING);
   const unsigned = { ...message, sig: { ts, nonce, runnerId: options.runnerId, value: '' } };

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import sodium from 'libsodium-wrappers';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { signRequest } from '../../src/signing/index.js';
 
 /**
  * A hand-driven control plane for tests that must send what the reference one
@@ -83,6 +84,11 @@ export class RawControlPlane {
       this.listeners.add(check);
       check();
     });
+  }
+
+  /** Sends a message signed as the reference control plane signs (the key given at pairing). */
+  async sendSigned(message: Record<string, unknown>, runnerId = 'rnr_raw'): Promise<void> {
+    this.socket!.send(JSON.stringify(await signRequest(message, { secretKey: this.keys.privateKey, runnerId })));
   }
 
   sendRaw(data: string | Buffer): void {

@@ -53,7 +53,7 @@ describe('bad input from the control plane', () => {
   });
 
   it('answers a tool input that fails its schema with an is_error result naming the field', async () => {
-    cp.sendRaw(JSON.stringify({ v: 1, id: 'c1', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_badinput', name: 'javascript', input: { code: 42 } } }));
+    await cp.sendSigned({ v: 1, id: 'c1', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_badinput', name: 'javascript', input: { code: 42 } } });
     const r = await cp.waitFor((m) => m.type === 'tool.result' && m.callId === 'toolu_badinput');
     expect(r.status).toBe('failed');
     expect(r.result).toMatchObject({ type: 'tool_result', tool_use_id: 'toolu_badinput', is_error: true });
@@ -61,13 +61,13 @@ describe('bad input from the control plane', () => {
   });
 
   it('answers an unknown tool with an is_error result listing the tools it has', async () => {
-    cp.sendRaw(JSON.stringify({ v: 1, id: 'c2', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_unknown', name: 'rm_rf', input: {} } }));
+    await cp.sendSigned({ v: 1, id: 'c2', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_unknown', name: 'rm_rf', input: {} } });
     const r = await cp.waitFor((m) => m.type === 'tool.result' && m.callId === 'toolu_unknown');
     expect(r.result.content).toMatch(/unknown tool "rm_rf"; this runner offers: .*javascript/);
   });
 
   it('still runs a good call on the same connection after all of that', async () => {
-    cp.sendRaw(JSON.stringify({ v: 1, id: 'c3', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_good', name: 'javascript', input: { code: '40 + 2' } } }));
+    await cp.sendSigned({ v: 1, id: 'c3', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_good', name: 'javascript', input: { code: '40 + 2' } } });
     const r = await cp.waitFor((m) => m.type === 'tool.result' && m.callId === 'toolu_good');
     expect(r).toMatchObject({ status: 'completed', result: { content: '42', is_error: false } });
     expect(cp.received.filter((m) => m.type === 'auth')).toHaveLength(1);
@@ -82,7 +82,7 @@ describe('bad input from the control plane', () => {
     await expect.poll(() => cp.received.filter((m) => m.type === 'tool.result' && m.callId === 'toolu_good').length, { timeout: 20_000 }).toBe(before + 1);
     cp.sendRaw(JSON.stringify({ v: 1, id: 'a1', type: 'ack', ids: ['toolu_good', 'toolu_unknown', 'toolu_badinput'] }));
     // A redelivered call id is answered from the outbox record, not run again.
-    cp.sendRaw(JSON.stringify({ v: 1, id: 'c4', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_good', name: 'javascript', input: { code: '0' } } }));
+    await cp.sendSigned({ v: 1, id: 'c4', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_good', name: 'javascript', input: { code: '0' } } });
     await expect.poll(() => cp.received.filter((m) => m.type === 'tool.result' && m.callId === 'toolu_good').length, { timeout: 20_000 }).toBe(before + 2);
     const last = cp.received.filter((m) => m.type === 'tool.result' && m.callId === 'toolu_good').at(-1);
     expect(last.result.content).toBe('42');
