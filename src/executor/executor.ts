@@ -142,7 +142,10 @@ export class Executor {
   }
 
   private sessionSpec(driver: Exclude<DriverName, 'isolate'>, req: OpenSessionRequest): SessionSpec {
-    const network: NetworkSpec = { mode: 'none' };
+    // No network unless asked; an allowlist goes through the runner's egress proxy, the only way out.
+    const network: NetworkSpec = req.network?.allow.length
+      ? { mode: 'proxy', proxyUrl: 'http://127.0.0.1:3128', allow: req.network.allow }
+      : { mode: 'none' };
     return {
       driver,
       image: req.image ?? this.options.defaultImage,
