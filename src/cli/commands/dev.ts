@@ -7,7 +7,7 @@ import { Daemon } from '../../daemon/daemon.js';
 import { installSignalHandlers } from '../../daemon/signals.js';
 import { isPaired, loadIdentity } from '../../identity/identity.js';
 import { pair } from '../../identity/pairing.js';
-import { RunnerError } from '../../util/errors.js';
+import { describeError, RunnerError } from '../../util/errors.js';
 import { createLogger, type Logger } from '../../util/logger.js';
 import { out } from '../cli-context.js';
 
@@ -28,21 +28,29 @@ export function registerDevCommand(program: Command): void {
       await mkdir(dir, { recursive: true, mode: 0o711 });
       await chmod(dir, 0o711);
       const logger = createLogger({ level: opts.logLevel });
-      const cp = ControlPlane.create({
-        listen: { host: '127.0.0.1', port: Number(opts.port) },
-        dataDir: path.join(dir, 'control-plane'),
-        logger: logger.child({ part: 'control-plane' }),
-      });
-      await cp.start().catch(async (err: unknown) => {
-        if (!(err instanceof RunnerError) || Number(opts.port) === 0) throw err;
-        logger.warn(`port ${opts.port} is taken; using a free port instead`);
+      const makeCp = (port: number) =>
+        ControlPlane.create({
+          listen: { host: '127.0.0.1', port },
+          dataDir: path.join(dir, 'control-plane'),
+          logger: logger.child({ part: 'control-plane' }),
+        });
+      let cp = makeCp(Number(opts.port));
+      try {
+        await cp.start();
+      } catch (err) {
+        if (Number(opts.port) === 0) throw err;
+        // Another program holds the port: the quick start should still start.
+        logger.warn({ err: describeError(err) }, `port ${opts.port} is not available; using a free port instead`);
         await cp.stop().catch(() => undefined);
-        throw err;
-      });
+        cp = makeCp(0);
+        await cp.start();
+      }
       const api = adminApi(cp);
       const runnerDir = path.join(dir, 'runner');
       await ensurePaired(cp, api, runnerDir, logger);
-      const config = await loadConfig({ overrides: { stateDir: runnerDir, logLevel: opts.logLevel, health: { port: 0 } } });
+      const config = await loadConfig({
+        overrides: { stateDir: runnerDir, logLevel: opts.logLevel, health: { port: 0 }, controlPlane: { url: cp.url } },
+      });
       const daemon = await Daemon.create({ config, logger: logger.child({ part: 'runner' }) });
       let stopping: Promise<void> | undefined;
       const stopAll = (reason: string) =>
