@@ -6,6 +6,7 @@ import { describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { AuditStore } from './audit-store.js';
 import { publicCall, type CallRecord } from './call-store.js';
+import { CredentialsBodySchema } from './credentials.js';
 import { HttpError, readBody, requireAdmin, sendError, sendJson } from './http-util.js';
 import { PairBodySchema, PairingTokenBodySchema, REFUSAL_MESSAGES, type Pairing } from './pairing.js';
 import type { RunnerHub } from './runner-hub.js';
@@ -22,6 +23,7 @@ export const ToolCallBodySchema = z
     input: ToolUseSchema.shape.input,
     sessionId: ToolCallSchema.shape.sessionId,
     timeoutMs: ToolCallSchema.shape.timeoutMs,
+    credentials: CredentialsBodySchema,
   })
   .strict();
 
@@ -212,6 +214,7 @@ export class HttpApi {
       input: body.input,
       ...(body.sessionId !== undefined ? { sessionId: body.sessionId } : {}),
       ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
+      ...(body.credentials?.length ? { credentials: body.credentials, runnerBoxPublicKey: runner.boxPublicKey } : {}),
     });
     return this.#respondCall(req, res, record, wait);
   }
@@ -261,8 +264,9 @@ export class HttpApi {
 
   async #openSession(req: IncomingMessage, res: ServerResponse, runnerId: string): Promise<void> {
     const body = await readBody(req, SessionBodySchema);
-    this.#connected(this.#runner(runnerId));
-    const { sessionId, outcome } = await this.#o.sessions.open(runnerId, body);
+    const runner = this.#runner(runnerId);
+    this.#connected(runner);
+    const { sessionId, outcome } = await this.#o.sessions.open(runnerId, body, { runnerBoxPublicKey: runner.boxPublicKey });
     if (!outcome.ok) throw this.#sessionError(outcome);
     sendJson(res, 201, { sessionId });
   }

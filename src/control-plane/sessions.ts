@@ -13,6 +13,7 @@ import {
 } from '../protocol/index.js';
 import type { KeyedQueue } from './atomic-file.js';
 import { JsonCollection } from './json-collection.js';
+import { CREDENTIAL_GRACE_MS, CredentialsBodySchema, sealCredentials } from './credentials.js';
 import { messageId } from './runner-connection.js';
 
 /** Body of `POST /v1/runners/{runnerId}/sessions`. */
@@ -22,6 +23,7 @@ export const SessionBodySchema = z
     image: SessionOpenSchema.shape.image,
     limits: LimitsSchema.optional(),
     network: NetworkRequestSchema.optional(),
+    credentials: CredentialsBodySchema,
   })
   .strict();
 export type SessionBody = z.infer<typeof SessionBodySchema>;
@@ -71,8 +73,21 @@ export class Sessions {
   }
 
   /** Opens a session on a connected runner; resolves with its id or the runner's error. */
-  async open(runnerId: string, body: SessionBody, signal?: AbortSignal): Promise<{ sessionId: string; outcome: SessionOutcome }> {
+  async open(
+    runnerId: string,
+    body: SessionBody,
+    runner: { runnerBoxPublicKey: string },
+    signal?: AbortSignal,
+  ): Promise<{ sessionId: string; outcome: SessionOutcome }> {
     const sessionId = `sess_${randomBytes(12).toString('hex')}`;
+    // Sealed to this runner and bound to this session id; the plain values go no further.
+    const credentials = body.credentials?.length
+      ? await sealCredentials(body.credentials, {
+          runnerBoxPublicKey: runner.runnerBoxPublicKey,
+          boundTo: { sessionId },
+          expiresAt: this.#o.clock() + (this.#o.replyTimeoutMs ?? 120_000) + CREDENTIAL_GRACE_MS,
+        })
+      : undefined;
     const msg: ControlMessage = {
       v: PROTOCOL_VERSION,
       id: messageId(),
@@ -82,6 +97,7 @@ export class Sessions {
       ...(body.image ? { image: body.image } : {}),
       ...(body.limits ? { limits: body.limits } : {}),
       ...(body.network ? { network: body.network } : {}),
+      ...(credentials ? { credentials } : {}),
     };
     const outcome = await this.#request(runnerId, msg, signal);
     if (outcome.ok) {

@@ -12,6 +12,7 @@ import {
 } from '../protocol/index.js';
 import type { Logger } from '../util/logger.js';
 import { publicCall, type CallRecord, type CallStore, type PublicCall } from './call-store.js';
+import { CREDENTIAL_GRACE_MS, sealCredentials, type CredentialsBody } from './credentials.js';
 import { messageId, type RunnerConnection } from './runner-connection.js';
 import type { ControlPlaneTracer } from './tracing.js';
 
@@ -35,6 +36,9 @@ export interface SubmitRequest {
   input: Record<string, unknown>;
   sessionId?: string;
   timeoutMs?: number;
+  /** Plain credentials and vault references; sealed here to `runnerBoxPublicKey`, never stored plain. */
+  credentials?: CredentialsBody;
+  runnerBoxPublicKey?: string;
 }
 
 export interface ToolCallsOptions {
@@ -64,6 +68,9 @@ const REPLAY_BYTES = 8 * 1024 * 1024;
 const KNOWN_WINDOW_MS = 24 * 3600_000;
 const KNOWN_MAX = 10_000;
 const ACCEPT_WRITE_DELAY_MS = 100;
+// Expiry of sealed credentials of a call that names no timeout: above the
+// runner's default deadline (calls.defaultTimeoutMs, 120 s), plus the grace.
+const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 
 /**
  * The life of tool calls on the control-plane side: dispatch, redelivery of
@@ -99,6 +106,18 @@ export class ToolCalls {
   async submit(runnerId: string, req: SubmitRequest): Promise<{ record: CallRecord; created: boolean }> {
     const existing = this.#o.store.get(req.id);
     if (existing) return { record: existing, created: false };
+    // Sealed before anything is recorded: the record (and its pending message) only ever holds sealed values.
+    const credentials =
+      req.credentials?.length && req.runnerBoxPublicKey
+        ? await sealCredentials(req.credentials, {
+            runnerBoxPublicKey: req.runnerBoxPublicKey,
+            boundTo: { callId: req.id },
+            expiresAt: this.#o.clock() + (req.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) + CREDENTIAL_GRACE_MS,
+          })
+        : undefined;
+    // Sealing awaited: a request with the same id may have started the call meanwhile.
+    const raced = this.#o.store.get(req.id);
+    if (raced) return { record: raced, created: false };
     const { span, traceId, traceparent } = this.#o.tracer.startCall(req.id, runnerId, req.name);
     const msg: ToolCall = {
       v: PROTOCOL_VERSION,
@@ -108,6 +127,7 @@ export class ToolCalls {
       ...(req.sessionId !== undefined ? { sessionId: req.sessionId } : {}),
       ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
       traceparent,
+      ...(credentials ? { credentials } : {}),
     };
     const record: CallRecord = {
       id: req.id,

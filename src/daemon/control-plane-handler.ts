@@ -23,8 +23,8 @@ export interface ControlPlaneHandlerOptions {
   audit?: AuditSink;
   /** Checks a request's signature before it acts; refuses unsigned, stale, replayed or misdirected requests. */
   verifier?: Pick<RequestVerifier, 'verify'>;
-  /** Opens a call's sealed credentials and vault references (and feeds the redactor). */
-  openCredentials?: (credentials: NonNullable<ToolCallMessage['credentials']>, callId: string) => Promise<CredentialSet>;
+  /** Opens the sealed credentials and vault references of a call or a session (and feeds the redactor). */
+  openCredentials?: (credentials: NonNullable<ToolCallMessage['credentials']>, binding: { callId: string } | { sessionId: string }) => Promise<CredentialSet>;
   tracing?: Tracing;
   /** False when calls must be refused (the audit log cannot be written: fail closed). */
   accepting?: () => { ok: true } | { ok: false; reason: string };
@@ -153,7 +153,7 @@ export class ControlPlaneHandler {
         if (!this.options.openCredentials) throw new RunnerError('credential_invalid', 'this runner cannot open credentials');
         const step = span?.child('credentials', { 'credentials.count': msg.credentials.length });
         try {
-          credentials = await this.options.openCredentials(msg.credentials, callId);
+          credentials = await this.options.openCredentials(msg.credentials, { callId });
           step?.end('ok');
         } catch (err) {
           step?.fail(err).end('error');
@@ -210,13 +210,20 @@ export class ControlPlaneHandler {
       this.send({ type: 'session.result', ref: msg.id, sessionId: msg.sessionId, ok, ...extra });
     try {
       if (msg.type === 'session.open') {
+        const credentials = await this.openSessionCredentials(msg);
+        const vaultRefs = (msg.credentials ?? []).flatMap((c) => ('vault' in c ? [c.vault] : []));
+        // The session owns the set from here: openSession disposes it when it refuses, the session at close.
         ex.openSession(msg.sessionId, {
           ...(msg.driver ? { driver: msg.driver } : {}),
           ...(msg.image ? { image: msg.image } : {}),
           ...(msg.limits ? { limits: msg.limits } : {}),
           ...(msg.network ? { network: msg.network } : {}),
+          ...(credentials ? { env: credentials.env(), files: credentials.files(), onClose: () => credentials.dispose() } : {}),
+          ...(vaultRefs.length ? { vaultRefs } : {}),
         });
         this.options.audit?.append({ type: 'session.open', sessionId: msg.sessionId, driver: msg.driver });
+        // By name only: values never reach the audit log.
+        if (credentials) this.options.audit?.append({ type: 'credential.used', sessionId: msg.sessionId, names: credentials.names });
         await reply(true);
       } else if (msg.type === 'session.close') {
         const closed = await ex.closeSession(msg.sessionId);
@@ -234,6 +241,14 @@ export class ControlPlaneHandler {
       const code = isRunnerError(err) ? err.code : 'internal';
       await reply(false, { error: { code, message: describeError(err) } });
     }
+  }
+
+  /** Opens a session's credentials, bound to its id; fails the open closed when one cannot be opened. */
+  private async openSessionCredentials(msg: MessageOf<ControlMessage, 'session.open'>): Promise<CredentialSet | undefined> {
+    if (!msg.credentials?.length) return undefined;
+    if (this.options.executor.sessions.get(msg.sessionId)) return undefined; // a redelivered open keeps what it had
+    if (!this.options.openCredentials) throw new RunnerError('credential_invalid', 'this runner cannot open credentials');
+    return this.options.openCredentials(msg.credentials, { sessionId: msg.sessionId });
   }
 
   private sessionOrThrow(id: string) {

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../audit/index.js';
 import { CallJournal } from '../connection/call-journal.js';
@@ -6,7 +8,7 @@ import { checkStateDir, disableCoreDumps, openCredentialSet, Redactor, Vault } f
 import { Executor } from '../executor/executor.js';
 import type { AuditSink } from '../executor/executor-options.js';
 import { websocketUrl } from '../identity/control-plane-url.js';
-import { fromB64, loadIdentity, type Identity } from '../identity/identity.js';
+import { b64, fromB64, generateKeys, isPaired, loadIdentity, saveIdentity, type Identity } from '../identity/identity.js';
 import { ManagedAgentsConnector, resolveManagedAgentsConfig } from '../managed-agents/index.js';
 import { createMetrics, HealthServer, type RunnerMetrics } from '../metrics/index.js';
 import { PolicyEngine } from '../policy/index.js';
@@ -80,7 +82,8 @@ export class Daemon {
   /** Loads identity and state and builds every part; throws a RunnerError that says what to fix. */
   static async create(options: DaemonOptions): Promise<Daemon> {
     const { config, logger } = options;
-    const identity = await loadIdentity(config.stateDir);
+    const identity =
+      config.controlPlane.enabled || (await isPaired(config.stateDir)) ? await loadIdentity(config.stateDir) : await createLocalIdentity(config.stateDir, logger);
     await checkStateDir(config.stateDir, { secretFiles: SECRET_FILES });
     await disableCoreDumps({ logger });
     const redactor = options.redactor ?? new Redactor();
@@ -173,11 +176,11 @@ export class Daemon {
           windowMs: config.security.signatureWindowMs,
           nonceStore: nonces,
         }),
-        openCredentials: (credentials, callId) =>
+        openCredentials: (credentials, binding) =>
           openCredentialSet(credentials, {
             boxPublicKey: identity.keys.boxPublicKey,
             boxSecretKey: identity.keys.boxSecretKey,
-            expect: { callId },
+            expect: 'callId' in binding ? { callId: binding.callId } : { sessionId: binding.sessionId },
             vault,
             redactor,
           }),
@@ -225,6 +228,7 @@ export class Daemon {
         metrics,
         logger: logger.child({ component: 'health' }),
         readiness: () => readiness(parts, config.controlPlane.enabled),
+        status: () => daemonStatus(parts, config.controlPlane.enabled),
       });
     }
     return new Daemon(options, parts, logger);
@@ -315,6 +319,49 @@ export class Daemon {
     this.logger.info({ state: this.state }, 'sandbox-runner stopped');
     this.stopped();
   }
+}
+
+/**
+ * A runner that serves Managed Agents only is never paired, yet its audit log
+ * needs signing keys that outlive a restart: it makes them once and stores
+ * them like a paired identity. The pinned control-plane key is all zeros, a
+ * key no signature verifies against, so this identity trusts no control plane.
+ */
+async function createLocalIdentity(stateDir: string, logger: Logger): Promise<Identity> {
+  const keys = await generateKeys();
+  const identity: Identity = {
+    runnerId: `local-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40)}-${randomBytes(4).toString('hex')}`,
+    name: hostname(),
+    labels: { identity: 'local' },
+    controlPlaneUrl: 'http://127.0.0.1/',
+    controlPlaneSigningKey: b64(new Uint8Array(32)),
+    signingPublicKey: b64(keys.signingPublicKey),
+    boxPublicKey: b64(keys.boxPublicKey),
+    pairedAt: new Date().toISOString(),
+    keys,
+  };
+  await saveIdentity(stateDir, identity);
+  logger.info({ runnerId: identity.runnerId, stateDir }, 'no control plane and not paired: made a local identity for signing the audit log');
+  return loadIdentity(stateDir);
+}
+
+/** What `GET /status` answers (read by `sandbox-runner status`); ids and counts only, never a credential. */
+export interface DaemonStatus {
+  runnerId: string;
+  version: string;
+  callsInFlight: number;
+  controlPlane: { enabled: boolean; connected: boolean };
+  managedAgents: ReturnType<ManagedAgentsConnector['status']> | null;
+}
+
+function daemonStatus(p: Parts, controlPlane: boolean): DaemonStatus {
+  return {
+    runnerId: p.identity.runnerId,
+    version: VERSION,
+    callsInFlight: p.executor.inFlight,
+    controlPlane: { enabled: controlPlane, connected: Boolean(p.connection?.connected) },
+    managedAgents: p.managedAgents?.status() ?? null,
+  };
 }
 
 /** Ready = connected to every connector it serves and able to take calls. */

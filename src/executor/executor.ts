@@ -43,6 +43,14 @@ export interface OpenSessionRequest {
   labels?: Record<string, string>;
   /** Host directories bound inside the session's sandbox. */
   mounts?: SandboxMount[];
+  /** Session credentials: environment for every process of the session. */
+  env?: Record<string, string>;
+  /** Session credential files, placed when the session's sandbox is made. */
+  files?: InjectedFile[];
+  /** Vault entries the session names (checked against local policy). */
+  vaultRefs?: string[];
+  /** Called once when the session is closed (wipes its credentials); also when opening fails. */
+  onClose?: () => void;
 }
 
 /**
@@ -117,24 +125,47 @@ export class Executor {
 
   /** Opens a session (a sandbox living across calls). */
   openSession(id: string, req: OpenSessionRequest = {}): Session {
-    const driver = req.driver ?? this.options.defaultDriver;
-    if (driver === 'isolate') {
-      throw new RunnerError('invalid_input', 'driver: sessions need a process driver (bwrap or docker); isolate calls need no session');
+    const existing = this.sessions.get(id);
+    if (existing) {
+      // A redelivered open: the session keeps the credentials it was opened with.
+      req.onClose?.();
+      return existing;
     }
-    const decision = this.options.policy?.check({
-      driver,
-      image: req.image ?? this.options.defaultImage,
-      ...(req.limits ? { limits: req.limits } : {}),
-      ...(req.network ? { network: req.network } : {}),
-      labels: Object.entries(req.labels ?? {}).map(([k, v]) => `${k}=${v}`),
-    });
-    if (decision && !decision.ok) {
-      (this.options.metrics ?? noMetrics).refused('policy_denied');
-      throw new RunnerError('policy_denied', `${decision.message} (rule ${decision.rule})`);
+    try {
+      const driver = req.driver ?? this.options.defaultDriver;
+      if (driver === 'isolate') {
+        throw new RunnerError('invalid_input', 'driver: sessions need a process driver (bwrap or docker); isolate calls need no session');
+      }
+      const decision = this.options.policy?.check({
+        driver,
+        image: req.image ?? this.options.defaultImage,
+        ...(req.limits ? { limits: req.limits } : {}),
+        ...(req.network ? { network: req.network } : {}),
+        ...(req.vaultRefs?.length ? { vaultRefs: req.vaultRefs } : {}),
+        labels: Object.entries(req.labels ?? {}).map(([k, v]) => `${k}=${v}`),
+      });
+      if (decision && !decision.ok) {
+        (this.options.metrics ?? noMetrics).refused('policy_denied');
+        throw new RunnerError('policy_denied', `${decision.message} (rule ${decision.rule})`);
+      }
+      const spec = this.sessionSpec(driver, req);
+      if (decision?.ok) spec.limits = capLimits(spec.limits, decision.limits);
+      if (req.env) Object.assign(spec.env, req.env);
+      if (req.files?.length) spec.files = req.files;
+      const credentialEnv = Object.keys(req.env ?? {});
+      if (req.onClose || credentialEnv.length) {
+        spec.onDispose = () => {
+          // The strings cannot be zeroed; dropping the references is what JS allows. The bytes are wiped by onClose.
+          for (const k of credentialEnv) delete spec.env[k];
+          delete spec.files;
+          req.onClose?.();
+        };
+      }
+      return this.sessions.open(id, spec, () => this.options.drivers.get(driver));
+    } catch (err) {
+      req.onClose?.();
+      throw err;
     }
-    const spec = this.sessionSpec(driver, req);
-    if (decision?.ok) spec.limits = capLimits(spec.limits, decision.limits);
-    return this.sessions.open(id, spec, () => this.options.drivers.get(driver));
   }
 
   closeSession(id: string): Promise<boolean> {

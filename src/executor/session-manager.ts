@@ -34,6 +34,8 @@ export interface SessionSpec {
   labels?: Record<string, string>;
   files?: InjectedFile[];
   mounts?: SandboxMount[];
+  /** Runs once when the session is disposed (wipes session credentials). */
+  onDispose?: () => void;
 }
 
 /**
@@ -94,14 +96,23 @@ export class Session {
     if (this.disposed) return;
     this.disposed = true;
     let first: unknown;
-    await this.state.dispose().catch((e: unknown) => (first ??= e));
-    const p = this.sandboxPromise;
-    this.sandboxPromise = undefined;
-    if (p) {
-      const sb = await p.catch(() => undefined);
-      if (sb) {
-        await sb.dispose().catch((e: unknown) => (first ??= e));
-        this.onSandbox(this.spec.driver, -1);
+    try {
+      await this.state.dispose().catch((e: unknown) => (first ??= e));
+      const p = this.sandboxPromise;
+      this.sandboxPromise = undefined;
+      if (p) {
+        const sb = await p.catch(() => undefined);
+        if (sb) {
+          await sb.dispose().catch((e: unknown) => (first ??= e));
+          this.onSandbox(this.spec.driver, -1);
+        }
+      }
+    } finally {
+      // After the sandbox is gone, so no process of the session still reads a credential file.
+      try {
+        this.spec.onDispose?.();
+      } catch (e) {
+        first ??= e;
       }
     }
     if (first) throw first;
