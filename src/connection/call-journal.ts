@@ -8,8 +8,10 @@ import { RunnerError } from '../util/errors.js';
  * The runner's durable record of tool calls: which call ids it has seen, and
  * the results the control plane has not acknowledged yet (the outbox).
  *
- * One append-only JSON-lines file in the state directory, each record written
- * and fdatasync'ed before the caller goes on:
+ * One append-only JSON-lines file in the state directory. Every record is
+ * written (so in the kernel's page cache: a crash of the runner loses nothing)
+ * before the caller goes on; a result is also fdatasync'ed, together with what
+ * came before it, before it is sent:
  *   {"op":"begin","id":…,"at":…}          a call was accepted (never run it twice)
  *   {"op":"done","id":…,"at":…,"result":…} its result, kept until acknowledged
  *   {"op":"ack","ids":[…],"at":…}         the control plane holds these results
@@ -87,21 +89,27 @@ export class CallJournal {
     return { state: 'done', acked: e.acked, result: e.result ?? (await this.readBack(e)) };
   }
 
-  /** Records that a call was accepted; durable before it runs. */
+  /**
+   * Records that a call was accepted, before it runs. Written, not synced: a
+   * runner crash keeps it; only a power loss during the call can lose it, and
+   * then the call's result is lost too and the control plane sends it again.
+   * The fsync costs milliseconds on the hot path of every call; see docs/protocol.md.
+   */
   async begin(id: string): Promise<void> {
-    await this.append({ op: 'begin', id, at: this.options.now() });
+    await this.append({ op: 'begin', id, at: this.options.now() }, undefined, false);
   }
 
-  /** Stores a result in the outbox; durable before it is sent. */
+  /** Stores a result in the outbox; durable (fdatasync) before it is sent. */
   async complete(result: ToolResultMessage): Promise<void> {
-    await this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId);
+    await this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId, true);
   }
 
   /** Drops acknowledged results from the outbox (they stay on disk for dedupe). */
   async ack(ids: string[]): Promise<void> {
     const known = ids.filter((id) => this.entries.get(id)?.done && !this.entries.get(id)?.acked);
     if (known.length === 0) return;
-    await this.append({ op: 'ack', ids: known, at: this.options.now() });
+    // Not synced: a lost ack only means the result is sent once more, and the control plane dedupes.
+    await this.append({ op: 'ack', ids: known, at: this.options.now() }, undefined, false);
   }
 
   /** Results not yet acknowledged, oldest first. */
@@ -124,8 +132,8 @@ export class CallJournal {
     await this.fh.close();
   }
 
-  private append(record: JournalRecord, resultId?: string): Promise<void> {
-    const next = this.chain.then(() => this.appendRaw(record, resultId, true));
+  private append(record: JournalRecord, resultId: string | undefined, sync: boolean): Promise<void> {
+    const next = this.chain.then(() => this.appendRaw(record, resultId, sync));
     this.chain = next.catch(() => undefined);
     return next;
   }
