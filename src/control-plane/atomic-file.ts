@@ -1,38 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 
-/**
- * Writes `data` to `path` so that a reader (or a restart after `kill -9`) sees
- * either the old file or the new one, never a torn one: write a temporary file
- * in the same directory, fsync it, rename it over the target, fsync the directory.
- */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await handle.close();
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  // The rename is only durable once the directory entry is on disk.
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
+export { writeFileAtomic } from '../util/atomic-file.js';
 
 /** Reads a JSON file; `undefined` when it does not exist. */
 export async function readJsonFile<T>(path: string): Promise<T | undefined> {

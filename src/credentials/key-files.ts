@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { RunnerError } from '../util/errors.js';
 
 /** Options of the hygiene checks. */
@@ -117,39 +116,4 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
 }
 
-/**
- * Writes a file atomically with mode 0600: a temporary file in the same
- * directory, fsync, rename over the target, fsync of the directory. A reader
- * sees the old or the new content, never a torn one, also after a crash.
- */
-export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o600): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await handle.close();
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-/** fsync of a directory, so that a rename or a new file survives a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+export { syncDir, writeFileAtomic } from '../util/atomic-file.js';
