@@ -38,7 +38,8 @@ describe('signed requests: every refusal over a real WebSocket', () => {
     toolUse: { type: 'tool_use', id: callId, name: 'javascript', input: { code: '"served " + (6 * 7)' } },
     ...extra,
   });
-  const sign = (msg: Record<string, unknown>, opts: { runnerId?: string; clock?: () => number } = {}) =>
+  // Loosely typed on purpose: the tests take signed messages apart and send hostile variants.
+  const sign = (msg: Record<string, unknown>, opts: { runnerId?: string; clock?: () => number } = {}): Promise<any> =>
     signRequest(msg, { secretKey: cp.keys.privateKey, runnerId: opts.runnerId ?? RUNNER_ID, ...(opts.clock ? { clock: opts.clock } : {}) });
   const resultOf = (callId: string) => cp.waitFor((m) => m.type === 'tool.result' && m.callId === callId);
   const errorFor = (msgId: string) => cp.waitFor((m) => m.type === 'error' && m.ref === msgId);
