@@ -292,6 +292,8 @@ export class ToolCalls {
     if (callId === undefined) return false;
     const record = this.#o.store.get(callId);
     if (!record || record.runnerId !== runnerId || record.status !== 'running' || record.accepted) return true;
+    // A runner that is shutting down did not run the call: it stays unaccepted and goes out again on the next connection.
+    if (msg.code === 'draining') return true;
     const durationMs = this.#o.clock() - Date.parse(record.createdAt);
     await this.#finish(record, 'failed', `the runner refused the call (${msg.code}): ${msg.message}`, true, durationMs);
     return true;

@@ -40,6 +40,7 @@ type ToolCallMessage = MessageOf<ControlMessage, 'tool.call'>;
  */
 export class ControlPlaneHandler {
   private readonly logger: Logger;
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly options: ControlPlaneHandlerOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -54,9 +55,23 @@ export class ControlPlaneHandler {
   }
 
   onMessage(message: ControlMessage): void {
-    void this.serve(message).catch((err: unknown) =>
+    const work = this.serve(message).catch((err: unknown) =>
       this.logger.error({ type: message.type, err: describeError(err) }, 'handling a control-plane message failed'),
     );
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  /**
+   * Resolves once every message being handled is done (results journaled and
+   * sent), or after `timeoutMs`: the daemon waits for this before it closes the
+   * connection, so a drained call's result goes out now rather than at the next start.
+   */
+  async settle(timeoutMs: number): Promise<void> {
+    const deadline = AbortSignal.timeout(timeoutMs);
+    while (this.inFlight.size > 0 && !deadline.aborted) {
+      await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => deadline.addEventListener('abort', r, { once: true }))]);
+    }
   }
 
   private async serve(message: ControlMessage): Promise<void> {
@@ -130,6 +145,12 @@ export class ControlPlaneHandler {
     }
     if (seen.state === 'running') {
       await this.send({ type: 'tool.accepted', callId });
+      span?.end();
+      return;
+    }
+    if (this.options.executor.isDraining) {
+      // Not accepted and not journaled: the control plane sends it again once this runner (or another) is back.
+      await this.send({ type: 'error', code: 'draining', message: 'the runner is shutting down and takes no new calls; the call was not run', ref: msg.id });
       span?.end();
       return;
     }

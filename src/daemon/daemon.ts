@@ -43,6 +43,7 @@ interface Parts {
   nonces: NonceStore;
   egress: EgressProxy;
   connection?: RunnerConnection;
+  handler?: ControlPlaneHandler;
   managedAgents?: ManagedAgentsConnector;
   health?: HealthServer;
 }
@@ -185,6 +186,7 @@ export class Daemon {
             redactor,
           }),
       });
+      parts.handler = handler;
       parts.connection = new RunnerConnection({
         url: websocketUrl(config.controlPlane.url ?? identity.controlPlaneUrl),
         runnerId: identity.runnerId,
@@ -217,6 +219,9 @@ export class Daemon {
         config: resolved,
         host: new DaemonWorkerHost({ executor, accepting, audit: auditSink, tracing }),
         stateDir: config.stateDir,
+        // Bound into the sandbox, so outside the 0700 state dir. The name is one the drivers take for an
+        // orphaned sandbox: copies a crashed runner left behind are removed at the next start.
+        memoryRoot: path.join(config.sandbox.workDir, 'managed-agents-memory'),
         logger: logger.child({ component: 'managed-agents' }),
       });
     }
@@ -294,6 +299,8 @@ export class Daemon {
     }
     const steps: Array<[string, () => Promise<unknown>]> = [
       ['managed-agents', async () => managedStopped],
+      // Results of the calls that just ended are journaled and sent before the connection closes.
+      ['results', async () => p.handler?.settle(5000)],
       ['tracing', () => p.tracing.shutdown()],
       ['audit', async () => {
         p.audit.append({ type: 'runner.stop', reason });

@@ -103,6 +103,10 @@ export class Executor {
     this.draining = true;
   }
 
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
   /** Cancels a running call; false when it is not running here. */
   cancel(callId: string): boolean {
     const c = this.running.get(callId);
