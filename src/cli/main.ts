@@ -6,8 +6,10 @@ import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommand } from './commands/config.js';
 import { registerControlPlaneCommand } from './commands/control-plane.js';
 import { registerDevCommand } from './commands/dev.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { registerPairCommand } from './commands/pair.js';
 import { registerStartCommand } from './commands/start.js';
+import { registerStatusCommand } from './commands/status.js';
 import { registerVaultCommand } from './commands/vault.js';
 
 /** Exit codes: 0 ok, 1 failure, 2 usage. Messages go to stderr; output to stdout. */
@@ -24,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
   registerControlPlaneCommand(program);
   registerVaultCommand(program);
   registerAuditCommand(program);
+  registerDoctorCommand(program);
+  registerStatusCommand(program);
   for (const cmd of program.commands) cmd.exitOverride();
   try {
     await program.parseAsync(argv);

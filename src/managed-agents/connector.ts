@@ -13,8 +13,14 @@ import type { WorkerHost } from './worker-host.js';
 export interface ManagedAgentsConnectorOptions {
   config: ResolvedManagedAgentsConfig;
   host: WorkerHost;
-  /** The runner's state directory; memory store copies live under `<stateDir>/managed-agents/memory`. */
+  /** The runner's state directory; memory store copies live under `<stateDir>/managed-agents/memory` unless `memoryRoot` says otherwise. */
   stateDir: string;
+  /**
+   * Host folder for the memory store copies. The sandbox's own uid must be
+   * able to reach it, so the daemon puts it beside the sandbox workspaces,
+   * never inside the 0700 state dir.
+   */
+  memoryRoot?: string;
   logger?: Logger;
   /** `Anthropic-Worker-ID`; default `<hostname>-<uuid>`, one per process. */
   workerId?: string;
@@ -83,7 +89,7 @@ export class ManagedAgentsConnector {
           work,
           config: this.#o.config,
           host: this.#o.host,
-          memoryRoot: path.join(this.#o.stateDir, 'managed-agents', 'memory'),
+          memoryRoot: this.#o.memoryRoot ?? path.join(this.#o.stateDir, 'managed-agents', 'memory'),
           logger: this.#log,
           ...(this.#o.onServed ? { onServed: this.#o.onServed } : {}),
           ...(this.#o.leaseIntervalMs ? { leaseIntervalMs: this.#o.leaseIntervalMs } : {}),

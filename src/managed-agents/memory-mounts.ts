@@ -1,6 +1,6 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { noopLogger, type Logger } from '../util/logger.js';
 import { RunnerError, describeError } from '../util/errors.js';
@@ -72,6 +72,8 @@ export class MemoryMounts {
     for (const s of this.#stores) {
       try {
         await mkdir(s.hostDir, { mode: 0o777 });
+        // The sandbox runs as its own host uid: the mode given to mkdir is cut by the umask, so set it outright.
+        await chmod(s.hostDir, 0o777);
       } catch (err) {
         throw new RunnerError('io', (err as NodeJS.ErrnoException).code === 'EEXIST'
           ? `something already exists at the memory store's path ${s.hostDir}; remove it (a crashed worker leaves it behind) and requeue the session`
@@ -212,9 +214,12 @@ export class MemoryMounts {
 
   async #writeLocal(s: Store, p: string, content: string): Promise<void> {
     const full = this.#localPath(s, p);
-    await mkdir(path.dirname(full), { recursive: true, mode: 0o777 });
+    const made = await mkdir(path.dirname(full), { recursive: true, mode: 0o777 });
+    // Folders and files the sandbox's own uid may edit, whatever the runner's umask.
+    for (let d = made ? path.dirname(full) : undefined; d && d.startsWith(s.hostDir + path.sep); d = path.dirname(d)) await chmod(d, 0o777);
     const tmp = `${full}.sr-tmp`;
     await writeFile(tmp, content, { mode: 0o666 });
+    await chmod(tmp, 0o666);
     await rename(tmp, full);
   }
 

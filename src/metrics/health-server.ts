@@ -18,6 +18,8 @@ export interface HealthServerOptions {
   port: number;
   metrics: RunnerMetrics;
   readiness: () => Readiness;
+  /** What `GET /status` answers as JSON (`sandbox-runner status` reads it); default: 404. Must hold no secret. */
+  status?: () => unknown;
   logger?: Logger;
 }
 
@@ -31,13 +33,15 @@ export interface HealthAddress {
 /**
  * The operator's endpoints: `/healthz` (200 while the process serves),
  * `/readyz` (200 when it can take calls, else 503 listing why), `/metrics`
- * (Prometheus text format).
+ * (Prometheus text format), and `/status` (JSON: what the daemon serves,
+ * e.g. the leased Managed Agents sessions) when a status source is given.
  */
 export class HealthServer {
   private readonly host: string;
   private readonly port: number;
   private readonly metrics: RunnerMetrics;
   private readonly readiness: () => Readiness;
+  private readonly status: (() => unknown) | undefined;
   private readonly logger: Logger;
   private server: Server | undefined;
 
@@ -46,6 +50,7 @@ export class HealthServer {
     this.port = options.port;
     this.metrics = options.metrics;
     this.readiness = options.readiness;
+    this.status = options.status;
     this.logger = options.logger ?? noopLogger;
   }
 
@@ -92,6 +97,7 @@ export class HealthServer {
       res.end('method not allowed\n');
       return;
     }
+    if (path === '/status' && this.status) return send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(this.status(), null, 2)}\n`);
     switch (path) {
       case '/healthz':
         return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
@@ -103,7 +109,7 @@ export class HealthServer {
       case '/metrics':
         return send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       default:
-        return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz or /metrics\n');
+        return send(res, 404, 'text/plain; charset=utf-8', `not found: try /healthz, /readyz${this.status ? ', /status' : ''} or /metrics\n`);
     }
   }
 }
