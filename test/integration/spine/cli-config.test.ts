@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,32 @@ describe('sandbox-runner config check and start errors', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/ok \(state dir \/var\/lib\/sandbox-runner, default driver bwrap\)/);
+  });
+
+  it('accepts the example with its commented policy and managedAgents sections switched on', async () => {
+    const keyFile = path.join(dir, 'environment-key');
+    await writeFile(keyFile, 'sk-ant-env-example-key', { mode: 0o600 });
+    let text = await readFile(path.join(REPO, 'config', 'sandbox-runner.example.yaml'), 'utf8');
+    // Uncomment a section: its header and its indented lines.
+    const uncomment = (header: string) => {
+      const lines = text.split('\n');
+      const start = lines.indexOf(`# ${header}:`);
+      expect(start).toBeGreaterThan(0);
+      lines[start] = `${header}:`;
+      for (let i = start + 1; i < lines.length && lines[i]!.startsWith('#   '); i++) lines[i] = lines[i]!.replace(/^#   /, '  ');
+      text = lines.join('\n');
+    };
+    uncomment('policy');
+    uncomment('managedAgents');
+    text = text.replace('/etc/sandbox-runner/environment-key', keyFile).replace('env_...', 'env_example');
+    const file = path.join(dir, 'full.yaml');
+    await writeFile(file, text);
+    const r = await runCli(['config', 'check', file, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const effective = JSON.parse(r.stdout);
+    expect(effective.policy.vault.DEPLOY_TOKEN.tools).toEqual(['exec', 'bash']);
+    expect(effective.managedAgents.environmentId).toBe('env_example');
   });
 
   it('names a bad key and its fix, exit 2', async () => {
