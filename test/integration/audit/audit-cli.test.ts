@@ -4,11 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../../src/audit/audit-log.js';
+import { CLI } from '../../helpers/processes.js';
 import { makeKeys, makeTempDir, writeSampleLog } from '../../unit/audit/audit-fixtures.js';
-
-const repo = join(import.meta.dirname, '../../..');
-const viteNode = join(repo, 'node_modules/vite-node/vite-node.mjs');
-const entry = join(import.meta.dirname, 'fixtures/audit-cli.ts');
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -21,9 +18,9 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `sandbox-runner audit ...` as a child process and collects what it printed. */
+/** Runs the built `sandbox-runner audit ...` (dist/src/cli/main.js) as a child process and collects what it printed. */
 async function cli(...args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [viteNode, entry, 'audit', ...args], { cwd: repo, env: { ...process.env, SANDBOX_RUNNER_STATE_DIR: '/nonexistent' } });
+  const child = spawn(process.execPath, [CLI, 'audit', ...args], { env: { ...process.env, SANDBOX_RUNNER_STATE_DIR: '/nonexistent' } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += String(c)));
@@ -133,7 +130,7 @@ describe('sandbox-runner audit (child process)', () => {
 
   it('tail -f prints entries as they are written', async () => {
     const s = await stateDir(1);
-    const child = spawn(process.execPath, [viteNode, entry, 'audit', 'tail', '-n', '1', '-f', '--json', '--state-dir', s.dir], { cwd: repo });
+    const child = spawn(process.execPath, [CLI, 'audit', 'tail', '-n', '1', '-f', '--json', '--state-dir', s.dir]);
     cleanups.push(() => child.kill('SIGKILL'));
     const seen: string[] = [];
     let pending = '';
