@@ -91,7 +91,8 @@ describe('credentials through the control-plane API', () => {
       credentials: [{ vault: 'DB_PASSWORD', inject: { env: 'DB_PASSWORD' } }],
     });
     expect(execOutput(r.body)).toMatchObject({ stdout: 'got [REDACTED:DB_PASSWORD]\n', exitCode: 0 });
-    const record = await readFile(path.join(spine.dir, 'cp', 'calls', `${r.body.id}.json`), 'utf8').catch(() => '');
+    const record = await readFile(path.join(spine.dir, 'cp', 'calls', `${r.body.id}.json`), 'utf8');
+    expect(record).toContain('DB_PASSWORD');
     expect(record).not.toContain('vault-secret-Zq81xw');
   });
 
