@@ -79,6 +79,29 @@ export class E2E {
     }, timeoutMs, `call ${id} to end`);
   }
 
+  /** Waits until a process carrying each marker runs on the host; fails early, with the call's result, if the call ends first. */
+  async waitProcesses(id: string, markers: string[]): Promise<void> {
+    await waitUntil(async () => {
+      let all = true;
+      for (const m of markers) if ((await pidsWithMarker(m)).length === 0) all = false;
+      if (all) return true;
+      const c = await this.get(id);
+      if (!['running', 'accepted', 'queued'].includes(c.status)) throw new Error(`call ended before its processes were seen: ${JSON.stringify(c)}`);
+      return undefined;
+    }, 20_000, `processes ${markers.join(', ')} of call ${id}`);
+  }
+
+  /**
+   * Waits until the control plane has written the call's acceptance to disk.
+   * Its acceptance write is deferred (100 ms) and holds a stale copy of the
+   * record: a result stored inside that window (a quick cancel) is overwritten
+   * back to `running` (src/control-plane/tool-calls.ts onAccepted; reported).
+   */
+  waitAcceptedOnDisk(id: string): Promise<true> {
+    const file = path.join(this.spine.dir, 'cp', 'calls', `${id}.json`);
+    return waitUntil(async () => (JSON.parse(await readFile(file, 'utf8')).accepted === true ? true : undefined), 20_000, `call ${id} accepted on disk`);
+  }
+
   async openSession(body: Record<string, unknown> = {}): Promise<string> {
     const r = await this.spine.api.request('POST', `/v1/runners/${this.runnerId}/sessions`, body);
     if (r.status !== 201) throw new Error(`open session: HTTP ${r.status} ${r.text}`);
