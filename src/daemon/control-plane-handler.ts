@@ -163,6 +163,9 @@ export class ControlPlaneHandler {
       return;
     }
     await journal.begin(callId);
+    // Every line about this call carries its ids, so an operator can grep one call out of the log.
+    const log = this.logger.child({ callId, ...(msg.sessionId ? { sessionId: msg.sessionId } : {}) });
+    log.debug({ tool: msg.toolUse.name, traceId: span?.traceId }, 'call accepted');
     this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId, traceId: span?.traceId });
     await this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
     const seq = { n: 0 };
@@ -219,6 +222,7 @@ export class ControlPlaneHandler {
       ...(span ? { traceId: span.traceId } : {}),
     };
     await journal.complete(message);
+    log.info({ tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs }, 'call finished');
     this.options.audit?.append({ type: 'call.result', callId, tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs });
     await this.send(message);
   }

@@ -47,7 +47,7 @@ describe('a full audit disk stops a real runner from taking calls', () => {
       else expect(r.body.content).toBe(`call ${i}`);
     }
     expect(refused).toBeDefined();
-    expect(JSON.stringify(refused.body)).toMatch(/the runner takes no calls now: the audit log cannot be written \(.*ENOSPC/);
+    expect(JSON.stringify(refused!.body)).toMatch(/the runner takes no calls now: the audit log cannot be written \(.*ENOSPC/);
 
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(503);
