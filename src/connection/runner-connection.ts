@@ -167,7 +167,9 @@ export class RunnerConnection extends EventEmitter {
   private async handshake(transport: Transport, closed: Promise<{ code: number; reason: string }>): Promise<void> {
     await sodium.ready;
     const timeout = AbortSignal.timeout(this.options.connectTimeoutMs);
-    const step = <T>(pick: (m: ControlMessage) => T | undefined): Promise<T> =>
+    // `onMatch` runs synchronously with the matching frame: frames that came in the
+    // same packet right after it must already reach the next handler.
+    const step = <T>(pick: (m: ControlMessage) => T | undefined, onMatch?: () => void): Promise<T> =>
       new Promise<T>((resolve, reject) => {
         const onTimeout = () => reject(new RunnerError('unreachable', 'the control plane did not finish the handshake in time'));
         timeout.addEventListener('abort', onTimeout, { once: true });
@@ -181,6 +183,7 @@ export class RunnerConnection extends EventEmitter {
           const got = pick(parsed.message);
           if (got !== undefined) {
             timeout.removeEventListener('abort', onTimeout);
+            onMatch?.();
             resolve(got);
           }
         };
@@ -188,7 +191,14 @@ export class RunnerConnection extends EventEmitter {
     const hello = await step((m) => (m.type === 'hello' ? m : undefined));
     const payload = `sandbox-runner-auth:v1:${this.options.runnerId}:${hello.challenge}`;
     const signature = sodium.crypto_sign_detached(payload, this.options.signingSecretKey);
-    const welcomeP = step((m) => (m.type === 'welcome' ? m : undefined));
+    const welcomeP = step(
+      (m) => (m.type === 'welcome' ? m : undefined),
+      () => {
+        // A tool.call may follow the welcome in the same packet: it must not be dropped.
+        transport.onMessage = (data, binary) => this.receive(data, binary);
+        this.ready = true;
+      },
+    );
     await transport.send(
       JSON.stringify({
         v: PROTOCOL_VERSION,
@@ -201,8 +211,6 @@ export class RunnerConnection extends EventEmitter {
       }),
     );
     const welcome = await welcomeP;
-    transport.onMessage = (data, binary) => this.receive(data, binary);
-    this.ready = true;
     await this.options.onConnected?.(welcome.known);
   }
 
