@@ -6,6 +6,7 @@ import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommand } from './commands/config.js';
 import { registerControlPlaneCommand } from './commands/control-plane.js';
 import { registerDevCommand } from './commands/dev.js';
+import { registerImagesCommand } from './commands/images.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerPairCommand } from './commands/pair.js';
 import { registerStartCommand } from './commands/start.js';
@@ -26,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
   registerControlPlaneCommand(program);
   registerVaultCommand(program);
   registerAuditCommand(program);
+  registerImagesCommand(program);
   registerDoctorCommand(program);
   registerStatusCommand(program);
   for (const cmd of program.commands) cmd.exitOverride();

@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import ivm from 'isolated-vm';
+
+/** Runs argv to its end; throws on a non-zero exit. */
+export async function run(argv: string[]): Promise<void> {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`${argv.join(' ')} exited ${code}: ${err.slice(0, 400)}`);
+}
+
+/** Times `n` runs of `fn` after `warmup` unmeasured ones; milliseconds each. */
+export async function timeIt(n: number, fn: () => Promise<unknown>, warmup = Math.min(5, n)): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/** The raw bubblewrap floor: namespaces, the image as a read-only root, /proc and /dev, then `true`. */
+export function rawBwrap(rootfs: string): () => Promise<void> {
+  return () =>
+    run(['bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--clearenv', '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--', '/bin/true']);
+}
+
+/** The raw Docker floor: `docker run --rm` of the same image, no network, then `true`. */
+export function rawDocker(image: string): () => Promise<void> {
+  return () => run(['docker', 'run', '--rm', '--network', 'none', image, 'true']);
+}
+
+/** A bare isolated-vm context in this process: isolate, context, one eval, dispose. */
+export async function bareIsolate(): Promise<void> {
+  const isolate = new ivm.Isolate({ memoryLimit: 64 });
+  try {
+    const context = await isolate.createContext();
+    await context.eval('1 + 1', { timeout: 1000 });
+    context.release();
+  } finally {
+    isolate.dispose();
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * `npm run bench`: a tool call's round trip through the real control-plane
+ * HTTP API and WebSocket to real runner processes, beside the raw floors
+ * measured in the same run, and output streaming throughput. Writes
+ * bench/results.md. Figures, not tests: nothing here fails on a slow machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveImage } from '../src/sandbox/images/index.js';
+import { PACKAGE_ROOT } from '../src/util/package-info.js';
+import { bareIsolate, rawBwrap, rawDocker, timeIt } from './baselines.js';
+import { BenchStack } from './stack.js';
+import { markdownTable, ms, quantile, type Row } from './stats.js';
+import { measureStreaming } from './streaming.js';
+
+const N_FAST = Number(process.env.BENCH_N_FAST ?? 300);
+const N_BWRAP = Number(process.env.BENCH_N_BWRAP ?? 40);
+const N_DOCKER = Number(process.env.BENCH_N_DOCKER ?? 10);
+const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 16);
+
+function row(what: string, samples: number[], extra: Partial<Row> = {}): Row {
+  const r: Row = { what, n: samples.length, p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), ...extra };
+  process.stderr.write(`${what}: p50 ${ms(r.p50)} ms, p99 ${ms(r.p99)} ms (n=${r.n})\n`);
+  return r;
+}
+
+function dockerAvailable(): boolean {
+  return spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const imagesDir = path.join(PACKAGE_ROOT, 'sandbox-images');
+  const rootfs = await resolveImage('base', imagesDir);
+  if (!rootfs) throw new Error('the base sandbox image is not built; run sandbox-runner images build base');
+  const docker = dockerAvailable();
+  const rows: Row[] = [];
+  const notes: string[] = [];
+
+  // Baselines first, on a quiet stack.
+  rows.push(row('baseline: bare isolated-vm context (in process)', await timeIt(N_FAST, bareIsolate)));
+  rows.push(row('baseline: raw bwrap … true (same image)', await timeIt(N_BWRAP, rawBwrap(rootfs))));
+  if (docker) rows.push(row('baseline: docker run --rm … true', await timeIt(N_DOCKER, rawDocker('sandbox-runner/base:latest'), 2)));
+
+  const stack = await BenchStack.start();
+  try {
+    const bw = await stack.runner('bench-bwrap', { SANDBOX_RUNNER_SANDBOX__LIMITS__OUTPUT_BYTES: String(STREAM_MB * 1024 * 1024) });
+    rows.push(
+      row('javascript call (HTTP → WS → isolate → WS → HTTP)', await timeIt(N_FAST, () => stack.call(bw.id, 'javascript', { code: '1 + 1' }), 20), {
+        baseline: 'baseline: bare isolated-vm context (in process)',
+        target: '≤ 3 ms p50',
+      }),
+    );
+    const session = (await stack.request('POST', `/v1/runners/${bw.id}/sessions`, {})).body.sessionId as string;
+    rows.push(
+      row('bash call, warm session', await timeIt(N_FAST, () => stack.call(bw.id, 'bash', { command: 'true' }, { sessionId: session }), 20), {
+        target: '≤ 5 ms p50',
+      }),
+    );
+    await stack.request('DELETE', `/v1/sessions/${session}`);
+    rows.push(
+      row('exec call, fresh bwrap sandbox', await timeIt(N_BWRAP, () => stack.call(bw.id, 'exec', { argv: ['true'] })), {
+        baseline: 'baseline: raw bwrap … true (same image)',
+        target: '≤ 1.5× raw bwrap',
+      }),
+    );
+    if (docker) {
+      const dk = await stack.runner('bench-docker', { SANDBOX_RUNNER_SANDBOX__DEFAULT_DRIVER: 'docker' });
+      rows.push(
+        row('exec call, fresh docker container', await timeIt(N_DOCKER, () => stack.call(dk.id, 'exec', { argv: ['true'] }), 2), {
+          baseline: 'baseline: docker run --rm … true',
+        }),
+      );
+    } else {
+      notes.push('Docker rows left out: no Docker engine answered `docker info`.');
+    }
+    const streaming = await measureStreaming(stack, bw.id, STREAM_MB);
+    process.stderr.write(`streaming: ${streaming.map((s) => s.toFixed(0)).join(', ')} MB/s\n`);
+
+    const byWhat = new Map(rows.map((r) => [r.what, r]));
+    const js = byWhat.get('javascript call (HTTP → WS → isolate → WS → HTTP)')!;
+    js.met = js.p50 <= 3;
+    const bash = byWhat.get('bash call, warm session')!;
+    bash.met = bash.p50 <= 5;
+    const ex = byWhat.get('exec call, fresh bwrap sandbox')!;
+    ex.met = ex.p50 <= 1.5 * byWhat.get('baseline: raw bwrap … true (same image)')!.p50;
+    const streamMbps = quantile(streaming, 0.5);
+
+    const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+    const md = [
+      '# Benchmark results',
+      '',
+      `Run ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} × ${cpu}, Linux ${os.release()}, Node ${process.version}; ` +
+        `${((Date.now() - started) / 1000).toFixed(0)} s. Round trips are measured at an HTTP client of the reference control plane ` +
+        '(`POST /v1/runners/{id}/tool-calls`, wait=true): HTTP → control plane → WebSocket → runner process → sandbox → back, ' +
+        'including the control plane writing the result to disk before it answers.',
+      '',
+      markdownTable(rows),
+      '',
+      '| streaming | runs | MB/s p50 | target | met |',
+      '|---|---:|---:|---|---|',
+      `| bash output into the control plane (${STREAM_MB} MB, first to last output event over SSE) | ${streaming.length} | ${streamMbps.toFixed(0)} | ≥ 300 MB/s | ${streamMbps >= 300 ? 'yes' : '**no**'} |`,
+      '',
+      ...notes,
+      '',
+      'Reproduce: `npm run bench` (needs bubblewrap, the base image built, Docker for the docker rows). ' +
+        'Sizes: BENCH_N_FAST, BENCH_N_BWRAP, BENCH_N_DOCKER, BENCH_STREAM_MB.',
+      '',
+    ].join('\n');
+    const file = path.join(PACKAGE_ROOT, 'bench', 'results.md');
+    await writeFile(file, md);
+    process.stdout.write(`${md}\nwritten to ${file}\n`);
+  } finally {
+    await stack.stop();
+  }
+}
+
+await main();
