@@ -38,6 +38,8 @@ export interface CallJournalOptions {
   /** How long finished calls are remembered (to answer a repeated id). */
   retentionMs: number;
   now?: () => number;
+  /** Told the outbox depth whenever it changes (the outbox depth gauge). */
+  onDepth?: (depth: number) => void;
 }
 
 export class CallJournal {
@@ -56,7 +58,7 @@ export class CallJournal {
   /** Opens (and compacts) the journal at `<stateDir>/calls.jsonl`. */
   static async open(stateDir: string, options: CallJournalOptions): Promise<CallJournal> {
     const file = path.join(stateDir, 'calls.jsonl');
-    const opts = { now: Date.now, ...options };
+    const opts = { now: Date.now, onDepth: () => undefined, ...options };
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return '';
       throw err;
@@ -149,6 +151,7 @@ export class CallJournal {
     }
     this.size += line.length;
     this.apply(record, resultId ? { offset, length: line.length } : undefined);
+    if (record.op !== 'begin') this.options.onDepth(this.depth);
   }
 
   private apply(record: JournalRecord, loc?: { offset: number; length: number }): void {

@@ -26,6 +26,8 @@ export interface ControlPlaneHandlerOptions {
   /** Opens the sealed credentials and vault references of a call or a session (and feeds the redactor). */
   openCredentials?: (credentials: NonNullable<ToolCallMessage['credentials']>, binding: { callId: string } | { sessionId: string }) => Promise<CredentialSet>;
   tracing?: Tracing;
+  /** Counts a request refused before it ran (metrics), by reason. */
+  onRefused?: (reason: string) => void;
   /** False when calls must be refused (the audit log cannot be written: fail closed). */
   accepting?: () => { ok: true } | { ok: false; reason: string };
 }
@@ -121,6 +123,7 @@ export class ControlPlaneHandler {
       return true;
     }
     step?.fail(new Error(refusal.message)).end('error');
+    this.options.onRefused?.(`signature_${refusal.reason}`);
     const callId = message.type === 'tool.call' ? message.toolUse.id : message.type === 'tool.cancel' ? message.callId : undefined;
     this.logger.warn({ type: message.type, callId, reason: refusal.reason }, `refused a request: ${refusal.message}`);
     this.options.audit?.append({ type: 'request.refused', messageType: message.type, ...(callId ? { callId } : {}), code: refusal.code, reason: refusal.reason, detail: refusal.message });
@@ -158,6 +161,7 @@ export class ControlPlaneHandler {
     if (!accepting.ok) {
       // Fail closed: nothing runs that cannot be recorded. Not journaled, so a later retry can run.
       this.logger.error({ callId }, `refused a call: ${accepting.reason}`);
+      this.options.onRefused?.('audit');
       await this.send({ type: 'error', code: 'internal', message: `the runner takes no calls now: ${accepting.reason}`, ref: msg.id });
       span?.end('error');
       return;
@@ -168,11 +172,17 @@ export class ControlPlaneHandler {
     log.debug({ tool: msg.toolUse.name, traceId: span?.traceId }, 'call accepted');
     this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId, traceId: span?.traceId });
     await this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
+    // The entry just written may have been the one that found the disk full: then nothing runs.
+    const recorded = this.options.accepting?.() ?? { ok: true };
     const seq = { n: 0 };
     const conn = this.options.connection();
     let credentials: CredentialSet | undefined;
     let result: Awaited<ReturnType<Executor['dispatch']>>;
     try {
+      if (!recorded.ok) {
+        this.options.onRefused?.('audit');
+        throw new RunnerError('audit_failed', `the runner did not run the call: ${recorded.reason}`);
+      }
       if (msg.credentials?.length) {
         if (!this.options.openCredentials) throw new RunnerError('credential_invalid', 'this runner cannot open credentials');
         const step = span?.child('credentials', { 'credentials.count': msg.credentials.length });

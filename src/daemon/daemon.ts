@@ -115,7 +115,10 @@ export class Daemon {
       redact: (s) => redactor.redact(s),
       logger: logger.child({ component: 'tracing' }),
     });
-    const journal = await CallJournal.open(config.stateDir, { retentionMs: config.calls.resultRetentionMs });
+    const journal = await CallJournal.open(config.stateDir, {
+      retentionMs: config.calls.resultRetentionMs,
+      onDepth: (depth) => metrics.outboxDepth.set(depth),
+    });
     const nonces = await NonceStore.open({ path: path.join(config.stateDir, 'nonces.jsonl') });
     const isolates = new IsolatePool({
       size: config.sandbox.isolate.hosts,
@@ -161,6 +164,7 @@ export class Daemon {
     const accepting = () =>
       audit.healthy ? ({ ok: true } as const) : ({ ok: false, reason: `the audit log cannot be written (${audit.error?.message ?? 'failed'})` } as const);
 
+    let connectedOnce = false;
     if (config.controlPlane.enabled) {
       const handler = new ControlPlaneHandler({
         connection: () => parts.connection!,
@@ -171,6 +175,7 @@ export class Daemon {
         audit: auditSink,
         tracing,
         accepting,
+        onRefused: (reason) => metrics.refusalsTotal.inc({ reason }),
         verifier: new RequestVerifier({
           publicKey: fromB64(identity.controlPlaneSigningKey),
           runnerId: identity.runnerId,
@@ -204,6 +209,9 @@ export class Daemon {
         onMessage: (m) => handler.onMessage(m),
         onConnected: async (known) => {
           metrics.connected.set({ connector: 'control-plane' }, 1);
+          // The first handshake is a connect; every later one a reconnect.
+          if (connectedOnce) metrics.reconnectsTotal.inc({ connector: 'control-plane' });
+          connectedOnce = true;
           await handler.onConnected(known);
           metrics.outboxDepth.set(journal.depth);
         },
@@ -248,7 +256,6 @@ export class Daemon {
     if (p.health) {
       const addr = await p.health.start();
       this.healthUrl = addr.url;
-      this.logger.info({ url: addr.url }, 'health and metrics endpoints listening');
     }
     p.connection?.start();
     p.managedAgents?.start().catch((err: unknown) => {

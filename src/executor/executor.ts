@@ -203,22 +203,25 @@ export class Executor {
       return result;
     };
     metrics.callStarted(req.name, req.source);
+    // A refusal before anything runs: counted, audited with its reason, answered as an is_error result.
+    const refuse = (reason: string, message: string, extra: Record<string, unknown> = {}): DispatchResult => {
+      metrics.refused(reason);
+      this.options.audit?.append({ type: 'call.refused', callId: req.callId, tool: req.name, source: req.source, reason, ...extra });
+      return done(failure(message));
+    };
     const tool = this.toolsFor(req.source).get(req.name);
     if (!tool) {
-      metrics.refused('unknown_tool');
-      return done(failure(`unknown tool ${JSON.stringify(req.name)}; this runner offers: ${this.toolNames(req.source).join(', ')}`));
+      return refuse('unknown_tool', `unknown tool ${JSON.stringify(req.name)}; this runner offers: ${this.toolNames(req.source).join(', ')}`);
     }
     const parsed = tool.inputSchema.safeParse(req.input);
     if (!parsed.success) {
-      metrics.refused('invalid_input');
-      return done(failure(`invalid input: ${describeIssues(parsed.error, 'input')}`));
+      return refuse('invalid_input', `invalid input: ${describeIssues(parsed.error, 'input')}`);
     }
     let session: Session | undefined;
     if (req.sessionId) {
       session = this.sessions.get(req.sessionId);
       if (!session) {
-        metrics.refused('unknown_session');
-        return done(failure(`sessionId: no open session ${JSON.stringify(req.sessionId)} on this runner; open one first or drop sessionId`));
+        return refuse('unknown_session', `sessionId: no open session ${JSON.stringify(req.sessionId)} on this runner; open one first or drop sessionId`);
       }
     }
     const decision = this.options.policy?.check({
@@ -228,14 +231,12 @@ export class Executor {
       ...(session ? {} : { driver: this.options.defaultDriver, image: this.options.defaultImage }),
     });
     if (decision && !decision.ok) {
-      metrics.refused('policy_denied');
       req.span?.child('policy', { 'policy.rule': decision.rule }).fail(new Error(decision.message)).end('error');
-      return done(failure(`policy_denied: ${decision.message} (rule ${decision.rule})`));
+      return refuse('policy_denied', `policy_denied: ${decision.message} (rule ${decision.rule})`, { rule: decision.rule });
     }
     req.span?.child('policy').end('ok');
     if (this.draining) {
-      metrics.refused('draining');
-      return done(failure('the runner is shutting down and takes no new calls; send the call to another runner'));
+      return refuse('draining', 'the runner is shutting down and takes no new calls; send the call to another runner');
     }
     const timeoutMs = Math.min(req.timeoutMs ?? this.options.defaultTimeoutMs, this.options.maxTimeoutMs);
     const controller = new AbortController();
