@@ -63,8 +63,8 @@ export class DaemonHarness {
   /** `sandbox-runner start --config FILE`; resolves once it polls the queue and its health server listens. */
   async start(env: Record<string, string> = {}): Promise<RunningProcess> {
     this.runner = startCli(['start', '--config', this.configFile], env);
-    const line = await this.runner.waitForOutput(/"url":"(http:\/\/[^"]+)"[^\n]*health and metrics endpoints listening/);
-    this.healthUrl = /"url":"(http:\/\/[^"]+)"/.exec(line)![1]!;
+    const line = await this.runner.waitForOutput(/"address":"[^"]+"[^\n]*health and metrics endpoints listening/);
+    this.healthUrl = `http://${/"address":"([^"]+)"/.exec(line)![1]!}`;
     await this.runner.waitForOutput(/serving the Managed Agents environment/);
     return this.runner;
   }

@@ -4,7 +4,9 @@ import { runCli, startCli } from '../../helpers/processes.js';
 import type { DaemonStatus } from '../../../src/daemon/daemon.js';
 
 let h: DaemonHarness | undefined;
-afterEach(async () => {
+afterEach(async (ctx) => {
+  // A failed test shows the end of the runner's log: the one place that says why.
+  if (ctx.task.result?.state === 'fail' && h?.runner) console.error(h.runner.output().slice(-6000));
   await h?.close();
   h = undefined;
 });
@@ -147,8 +149,8 @@ describe('sandbox-runner start serving Managed Agents (control plane disabled)',
     const runner = startCli(['start', '--config', h.configFile]);
     h.runner = runner;
     const { code } = await runner.exited;
-    expect(code).not.toBe(0);
-    expect(code).not.toBeNull();
+    // 2: the operator's config (the key) is wrong, as for any invalid config.
+    expect(code).toBe(2);
     expect(runner.output()).toMatch(/sandbox-runner: the environment key was refused \(401\)/);
     // One refused poll, then the process is gone: no crash loop against the queue.
     expect(h.fake.hits.get('poll') ?? 0).toBeLessThanOrEqual(1);

@@ -1,11 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonHarness } from './daemon-harness.js';
-import { closedPort, runCli } from '../../helpers/processes.js';
+import { closedPort, runCli, waitUntil } from '../../helpers/processes.js';
 import { Spine } from '../../helpers/spine.js';
 
 let h: DaemonHarness | undefined;
 let spine: Spine | undefined;
-afterEach(async () => {
+afterEach(async (ctx) => {
+  // A failed test shows the end of the runner's log: the one place that says why.
+  if (ctx.task.result?.state === 'fail' && h?.runner) console.error(h.runner.output().slice(-6000));
   await h?.close();
   await spine?.stop();
   h = undefined;
@@ -61,6 +63,12 @@ describe('Managed Agents beside the reference control plane', () => {
     spine = await Spine.start();
     const { runnerId, stateDir } = await spine.pair('both');
     h = await DaemonHarness.create({ stateDir, controlPlane: { enabled: true, reconnectInitialMs: 100, reconnectMaxMs: 1000 } });
+    await h.start();
+    await spine.waitConnected(runnerId);
+    await waitUntil(async () => (await fetch(`${h!.healthUrl}/readyz`)).status === 200, 20_000, 'the runner ready');
+    const before = await spine.api.call(runnerId, { name: 'javascript', input: { code: '6 * 7' } });
+    expect(before).toMatchObject({ status: 200, body: { status: 'completed', content: '42' } });
+
     let seen: { text: string; isError: boolean } | undefined;
     const { session } = h.fake.createSession({
       script: async (a) => {
@@ -68,16 +76,14 @@ describe('Managed Agents beside the reference control plane', () => {
         a.endTurn();
       },
     });
-    await h.start();
-    await spine.waitConnected(runnerId);
-    const cp = await spine.api.call(runnerId, { name: 'javascript', input: { code: '6 * 7' } });
-    expect(cp.status).toBe(200);
-    expect(cp.body.content).toBe('42');
     await session.waitFor((e) => e.type === 'session.status_idle' && (e.stop_reason as { type: string }).type === 'end_turn');
     expect(seen).toEqual(expect.objectContaining({ text: 'from managed agents', isError: false }));
+    // The control plane is still served after the Managed Agents session (its spans went over the same link).
+    const after = await spine.api.call(runnerId, { name: 'javascript', input: { code: '6 * 8' } });
+    expect(after).toMatchObject({ status: 200, body: { status: 'completed', content: '48' } });
 
     const metrics = await (await fetch(`${h.healthUrl}/metrics`)).text();
-    expect(metrics).toMatch(/sandbox_runner_calls_total\{[^}]*tool="javascript"[^}]*source="control-plane"[^}]*\} 1/);
+    expect(metrics).toMatch(/sandbox_runner_calls_total\{[^}]*tool="javascript"[^}]*source="control-plane"[^}]*\} 2/);
     expect(metrics).toMatch(/sandbox_runner_calls_total\{[^}]*tool="bash"[^}]*source="managed-agents"[^}]*\} 1/);
     const status = await runCli(['status', '--health-url', h.healthUrl]);
     expect(status.code).toBe(0);
