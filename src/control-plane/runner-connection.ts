@@ -64,6 +64,8 @@ export class RunnerConnection {
   readonly #o: RunnerConnectionOptions;
   readonly #challenge = randomBytes(32).toString('base64');
   #runnerId: string | null = null;
+  /** Messages sent after auth and before the welcome went out; flushed right after it. */
+  #beforeWelcome: object[] | null = [];
   #alive = true;
   #heartbeat: NodeJS.Timeout | undefined;
   #authTimer: NodeJS.Timeout | undefined;
@@ -106,6 +108,11 @@ export class RunnerConnection {
   send(msg: ControlMessage): boolean {
     if (this.#runnerId === null) return false;
     const out = SIGNED_TYPES.has(msg.type) ? this.#o.signMessage(msg as SignableMessage, { runnerId: this.#runnerId, secretKey: this.#o.secretKey }) : msg;
+    // Authenticated but not yet welcomed: the runner would not read it yet, so it waits for the welcome.
+    if (this.#beforeWelcome) {
+      this.#beforeWelcome.push(out);
+      return this.#o.socket.readyState === this.#o.socket.OPEN;
+    }
     return this.#sendRaw(out);
   }
 
@@ -169,6 +176,9 @@ export class RunnerConnection {
     }
     if (this.#closed) return;
     this.#sendRaw({ v: PROTOCOL_VERSION, id: messageId(), type: 'welcome', runnerId: runner.id, heartbeatMs: this.#o.heartbeatMs, known });
+    const held = this.#beforeWelcome ?? [];
+    this.#beforeWelcome = null;
+    for (const m of held) this.#sendRaw(m);
     this.#o.onReady(this);
   }
 

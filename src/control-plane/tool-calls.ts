@@ -238,8 +238,12 @@ export class ToolCalls {
     // restart, which the runner dedupes by call id.
     const timer = setTimeout(() => {
       this.#acceptTimers.delete(timer);
-      if (record.status !== 'running') return;
-      this.#o.store.save(record).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
+      // The store may hold a newer copy by now (a quick result): never write an older state over it.
+      const current = this.#o.store.get(record.id);
+      if (!current || current.status !== 'running') return;
+      current.accepted = true;
+      current.pending = null;
+      this.#o.store.save(current).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
     }, ACCEPT_WRITE_DELAY_MS);
     this.#acceptTimers.set(timer, record);
   }

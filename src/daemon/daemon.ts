@@ -126,7 +126,7 @@ export class Daemon {
       timeoutMs: config.sandbox.isolate.timeoutMs,
       logger: logger.child({ component: 'isolate' }),
     });
-    const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }) });
+    const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }), exemptCidrs: exemptCidrs(policy) });
     const owner = identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
     const drivers = options.drivers ?? (await createDrivers(config, logger.child({ component: 'sandbox' }), owner, egress));
     const auditSink: AuditSink = {
@@ -376,6 +376,20 @@ function daemonStatus(p: Parts, controlPlane: boolean): DaemonStatus {
     controlPlane: { enabled: controlPlane, connected: Boolean(p.connection?.connected) },
     managedAgents: p.managedAgents?.status() ?? null,
   };
+}
+
+/**
+ * Address ranges the egress proxy lets through although they are blocked by
+ * default, because local policy allows them. Read at start (a SIGHUP reload of
+ * the policy does not change the running proxy).
+ */
+function exemptCidrs(policy: PolicyEngine): string[] {
+  const n = policy.policy.network;
+  return [
+    ...(n.allowLoopback ? ['127.0.0.0/8', '::1/128'] : []),
+    ...(n.allowPrivate ? ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'] : []),
+    ...(n.allowMetadata ? ['169.254.0.0/16'] : []),
+  ];
 }
 
 /** Ready = connected to every connector it serves and able to take calls. */
