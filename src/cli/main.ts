@@ -2,16 +2,27 @@ import { Command, CommanderError } from 'commander';
 import { describeError, RunnerError } from '../util/errors.js';
 import { VERSION } from '../util/package-info.js';
 import { EXIT_USAGE, exitCodeFor } from './cli-context.js';
-import { registerAuditCommand } from './commands/audit.js';
-import { registerConfigCommand } from './commands/config.js';
-import { registerControlPlaneCommand } from './commands/control-plane.js';
-import { registerDevCommand } from './commands/dev.js';
-import { registerImagesCommand } from './commands/images.js';
-import { registerDoctorCommand } from './commands/doctor.js';
-import { registerPairCommand } from './commands/pair.js';
-import { registerStartCommand } from './commands/start.js';
-import { registerStatusCommand } from './commands/status.js';
-import { registerVaultCommand } from './commands/vault.js';
+import type { Command as CommandType } from 'commander';
+
+type Register = (program: CommandType) => void;
+
+/**
+ * Each command's module, loaded only when that command runs: `config check`
+ * or `audit verify` should not pay for loading the daemon, the control plane
+ * and OpenTelemetry. Help and unknown commands load them all.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  pair: async () => (await import('./commands/pair.js')).registerPairCommand,
+  start: async () => (await import('./commands/start.js')).registerStartCommand,
+  dev: async () => (await import('./commands/dev.js')).registerDevCommand,
+  config: async () => (await import('./commands/config.js')).registerConfigCommand,
+  'control-plane': async () => (await import('./commands/control-plane.js')).registerControlPlaneCommand,
+  vault: async () => (await import('./commands/vault.js')).registerVaultCommand,
+  audit: async () => (await import('./commands/audit.js')).registerAuditCommand,
+  images: async () => (await import('./commands/images.js')).registerImagesCommand,
+  doctor: async () => (await import('./commands/doctor.js')).registerDoctorCommand,
+  status: async () => (await import('./commands/status.js')).registerStatusCommand,
+};
 
 /** Exit codes: 0 ok, 1 failure, 2 usage. Messages go to stderr; output to stdout. */
 async function main(argv: string[]): Promise<number> {
@@ -20,16 +31,9 @@ async function main(argv: string[]): Promise<number> {
     .description('Self-hosted sandbox runner: runs an agent\'s tool calls in sandboxes inside your network.')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  registerPairCommand(program);
-  registerStartCommand(program);
-  registerDevCommand(program);
-  registerConfigCommand(program);
-  registerControlPlaneCommand(program);
-  registerVaultCommand(program);
-  registerAuditCommand(program);
-  registerImagesCommand(program);
-  registerDoctorCommand(program);
-  registerStatusCommand(program);
+  const name = argv[2];
+  const wanted = name !== undefined && name in COMMANDS ? [COMMANDS[name]!] : Object.values(COMMANDS);
+  for (const load of wanted) (await load())(program);
   for (const cmd of program.commands) cmd.exitOverride();
   try {
     await program.parseAsync(argv);
