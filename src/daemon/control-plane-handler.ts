@@ -171,7 +171,8 @@ export class ControlPlaneHandler {
     const log = this.logger.child({ callId, ...(msg.sessionId ? { sessionId: msg.sessionId } : {}) });
     log.debug({ tool: msg.toolUse.name, traceId: span?.traceId }, 'call accepted');
     this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId, traceId: span?.traceId });
-    await this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
+    // Not awaited: the socket keeps frames in order, and the call need not wait for the write.
+    void this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
     // The entry just written may have been the one that found the disk full: then nothing runs.
     const recorded = this.options.accepting?.() ?? { ok: true };
     const seq = { n: 0 };

@@ -25,6 +25,9 @@ export interface NonceStoreOptions {
  * expired entries at open and whenever the appended lines outnumber the live
  * ones, so it stays bounded by the window, not by the runner's uptime.
  */
+/** Longest time a recorded nonce waits for fdatasync. */
+const SYNC_INTERVAL_MS = 50;
+
 export class NonceStore {
   private readonly live = new Map<string, number>();
   private appended = 0;
@@ -74,6 +77,18 @@ export class NonceStore {
    * @throws RunnerError `io` when it cannot be written (the nonce is then not held,
    *   and the caller must refuse the request); `limit_exceeded` when full.
    */
+  private syncTimer: NodeJS.Timeout | undefined;
+
+  private scheduleSync(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      const handle = this.handle;
+      this.queue = this.queue.then(() => handle?.datasync()).catch(() => undefined);
+    }, SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
+  }
+
   async record(nonce: string, keepUntil: number): Promise<boolean> {
     if (this.closed) throw new RunnerError('internal', 'the nonce store is closed; open it again');
     // Checked and set before any await: two copies of one request arriving
@@ -91,8 +106,12 @@ export class NonceStore {
     this.live.set(nonce, keepUntil);
     const line = `${JSON.stringify([keepUntil, nonce])}\n`;
     const write = this.queue.then(async () => {
+      // Written before the request acts, so a restarted runner still refuses a
+      // replay; synced within SYNC_INTERVAL_MS rather than per request (an
+      // fsync per call on the hot path). Only a power loss inside that window
+      // can forget a nonce, and its timestamp still limits a replay to the window.
       await this.handle!.write(line);
-      await this.handle!.datasync();
+      this.scheduleSync();
       this.appended++;
       if (this.appended > Math.max(1000, this.live.size)) await this.rewrite();
     });
@@ -112,7 +131,10 @@ export class NonceStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
     await this.queue;
+    await this.handle?.datasync().catch(() => undefined);
     await this.handle?.close();
     this.handle = undefined;
   }
