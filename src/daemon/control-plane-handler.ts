@@ -43,6 +43,8 @@ type ToolCallMessage = MessageOf<ControlMessage, 'tool.call'>;
 export class ControlPlaneHandler {
   private readonly logger: Logger;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Call ids being handled right now. */
+  private readonly claimed = new Set<string>();
 
   constructor(private readonly options: ControlPlaneHandlerOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -136,6 +138,24 @@ export class ControlPlaneHandler {
   }
 
   private async handleToolCall(msg: ToolCallMessage, span?: CallSpan): Promise<void> {
+    const callId = msg.toolUse.id;
+    const journal = this.options.journal;
+    // Two deliveries of one call can arrive together (a send and a redelivery):
+    // the claim is taken before any await, so only one of them ever runs it.
+    if (this.claimed.has(callId)) {
+      void this.send({ type: 'tool.accepted', callId });
+      span?.end();
+      return;
+    }
+    this.claimed.add(callId);
+    try {
+      await this.runToolCall(msg, span);
+    } finally {
+      this.claimed.delete(callId);
+    }
+  }
+
+  private async runToolCall(msg: ToolCallMessage, span?: CallSpan): Promise<void> {
     const callId = msg.toolUse.id;
     const journal = this.options.journal;
     const seen = await journal.lookup(callId);

@@ -13,6 +13,9 @@ export async function createDrivers(config: CompiledConfig, logger: Logger, owne
       imagesDir: config.sandbox.imagesDir,
       workRoot: config.sandbox.workDir,
       bwrapPath: config.sandbox.bwrap.binary,
+      // One cgroup parent per runner: at start a runner removes what is left
+      // under its parent, which must never be another runner's live sandboxes.
+      cgroupParent: `sandbox-runner-${owner}`,
       ...(egress ? { egress } : {}),
     },
     docker: {

@@ -76,7 +76,7 @@ export class HealthServer {
     this.server = server;
     const addr = server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    this.logger.info({ address: `${host}:${addr.port}` }, 'health and metrics endpoints listening');
+    this.logger.info({ address: `${host}:${addr.port}`, url: `http://${host}:${addr.port}` }, 'health and metrics endpoints listening');
     return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` };
   }
 
