@@ -108,9 +108,12 @@ export class RunnerConnection {
   send(msg: ControlMessage): boolean {
     if (this.#runnerId === null) return false;
     const out = SIGNED_TYPES.has(msg.type) ? this.#o.signMessage(msg as SignableMessage, { runnerId: this.#runnerId, secretKey: this.#o.secretKey }) : msg;
-    // Authenticated but not yet welcomed: the runner would not read it yet, so it waits for the welcome.
+    // Authenticated but not yet welcomed: the runner would not read it yet. Calls
+    // and cancels are sent again anyway once the welcome is out (onReady
+    // redelivers everything not accepted), so only the rest waits here; a
+    // second copy of a call would only be deduplicated by the runner.
     if (this.#beforeWelcome) {
-      this.#beforeWelcome.push(out);
+      if (msg.type !== 'tool.call' && msg.type !== 'tool.cancel') this.#beforeWelcome.push(out);
       return this.#o.socket.readyState === this.#o.socket.OPEN;
     }
     return this.#sendRaw(out);
