@@ -9,28 +9,9 @@ import type { IsolatePool } from '../../src/sandbox/isolate/isolate-pool.js';
 import type { SessionState, ToolContext, ToolDefinition, ToolOutcome } from '../../src/tools/tool.js';
 import { noopLogger } from '../../src/util/logger.js';
 
-/** A real in-memory SessionState: a map whose values are disposed on close. */
-export class MemorySessionState implements SessionState {
-  private readonly values = new Map<string, { dispose(): Promise<void> }>();
-
-  get<T extends { dispose(): Promise<void> }>(key: string): T | undefined {
-    return this.values.get(key) as T | undefined;
-  }
-
-  set<T extends { dispose(): Promise<void> }>(key: string, value: T): void {
-    this.values.set(key, value);
-  }
-
-  delete(key: string): void {
-    this.values.delete(key);
-  }
-
-  async dispose(): Promise<void> {
-    const all = [...this.values.values()];
-    this.values.clear();
-    await Promise.all(all.map((v) => v.dispose()));
-  }
-}
+// The executor's own per-session state, so tools are tested with what the daemon gives them.
+export { MemorySessionState } from '../../src/executor/session-manager.js';
+import { MemorySessionState } from '../../src/executor/session-manager.js';
 
 /** One chunk a tool emitted. */
 export interface Emitted {
