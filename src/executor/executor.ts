@@ -81,7 +81,10 @@ export class Executor {
       max: options.maxSessions,
       logger: this.logger,
       onChange: (n) => metrics.sessions(n),
-      onSandboxChange: (driver, d) => metrics.sandboxes(driver, d),
+      onSandboxChange: (c) => {
+        metrics.sandboxes(c.driver, c.delta);
+        this.options.audit?.append({ type: c.delta > 0 ? 'sandbox.started' : 'sandbox.ended', driver: c.driver, sandboxId: c.sandboxId, sessionId: c.sessionId });
+      },
     });
   }
 

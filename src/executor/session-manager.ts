@@ -6,6 +6,14 @@ import { randomBytes } from 'node:crypto';
 
 type Disposable = { dispose(): Promise<void> };
 
+/** A sandbox made (+1) or removed (-1), for metrics and the audit log. */
+export interface SandboxChange {
+  driver: string;
+  delta: 1 | -1;
+  sandboxId: string;
+  sessionId: string;
+}
+
 /** In-memory per-session tool state (the bash tool's shell); disposed with the session. */
 export class MemorySessionState implements SessionState {
   private readonly values = new Map<string, Disposable>();
@@ -54,7 +62,7 @@ export class Session {
     readonly spec: SessionSpec,
     private readonly driver: () => SandboxDriver,
     readonly ephemeral: boolean,
-    private readonly onSandbox: (driver: string, delta: 1 | -1) => void = () => undefined,
+    private readonly onSandbox: (change: SandboxChange) => void = () => undefined,
   ) {}
 
   /** The session's sandbox, created on first use. */
@@ -76,7 +84,7 @@ export class Session {
           signal,
         )
         .then((s) => {
-          this.onSandbox(this.spec.driver, 1);
+          this.onSandbox({ driver: this.spec.driver, delta: 1, sandboxId: s.id, sessionId: this.id });
           return s;
         });
       // A failed creation may be retried by the next call.
@@ -104,7 +112,7 @@ export class Session {
         const sb = await p.catch(() => undefined);
         if (sb) {
           await sb.dispose().catch((e: unknown) => (first ??= e));
-          this.onSandbox(this.spec.driver, -1);
+          this.onSandbox({ driver: this.spec.driver, delta: -1, sandboxId: sb.id, sessionId: this.id });
         }
       }
     } finally {
@@ -124,7 +132,7 @@ export interface SessionManagerOptions {
   max: number;
   logger?: Logger;
   onChange?: (open: number) => void;
-  onSandboxChange?: (driver: string, delta: 1 | -1) => void;
+  onSandboxChange?: (change: SandboxChange) => void;
 }
 
 /** Open sessions by id, with an idle timeout and explicit close. */

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import os from 'node:os';
+import path from 'node:path';
+import { AuditLog } from '../../audit/index.js';
 import { pair } from '../../identity/pairing.js';
 import { RunnerError } from '../../util/errors.js';
 import { out } from '../cli-context.js';
@@ -17,6 +19,14 @@ export function registerPairCommand(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: { url: string; token: string; stateDir: string; name: string; label: Record<string, string>; json?: boolean }) => {
       const identity = await pair({ url: opts.url, token: opts.token, stateDir: opts.stateDir, name: opts.name, labels: opts.label });
+      // The audit log starts with the pairing, signed with the keys just made.
+      const audit = await AuditLog.open({
+        dir: path.join(opts.stateDir, 'audit'),
+        signingKey: identity.keys.signingSecretKey,
+        publicKey: identity.keys.signingPublicKey,
+      });
+      audit.append({ type: 'runner.paired', runnerId: identity.runnerId, controlPlaneUrl: identity.controlPlaneUrl, name: opts.name, labels: opts.label });
+      await audit.close();
       if (opts.json) out(JSON.stringify({ runnerId: identity.runnerId, stateDir: opts.stateDir, controlPlaneUrl: identity.controlPlaneUrl }));
       else out(`paired as ${identity.runnerId} with ${identity.controlPlaneUrl}; identity stored in ${opts.stateDir}`);
     });

@@ -128,7 +128,8 @@ describe('the audit log of a real run', () => {
     const text = await runCli(['audit', 'export', '--state-dir', stateDir]);
     expect(text.stdout).toMatch(/#\d+ +session\.open +session=\S+ +driver=bwrap/);
     expect(text.stdout).toMatch(/#\d+ +session\.close +session=\S+/);
-    expect(text.stdout).toMatch(/#1 +runner\.start /);
+    expect(text.stdout).toMatch(/#1 +runner\.paired /);
+    expect(text.stdout).toMatch(/#\d+ +runner\.start /);
   });
 
   it('a flipped byte fails verification naming the entry', async () => {

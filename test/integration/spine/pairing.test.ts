@@ -31,7 +31,13 @@ describe('sandbox-runner pair', () => {
     expect(r.code).toBe(0);
     const { runnerId } = JSON.parse(r.stdout);
     expect((await stat(stateDir)).mode & 0o777).toBe(0o700);
-    for (const f of await readdir(stateDir)) expect((await stat(path.join(stateDir, f))).mode & 0o777).toBe(0o600);
+    for (const f of await readdir(stateDir)) {
+      const st = await stat(path.join(stateDir, f));
+      expect(st.mode & 0o777, f).toBe(st.isDirectory() ? 0o700 : 0o600);
+    }
+    // The audit log begins with the pairing.
+    const audit = await runCli(['audit', 'tail', '-n', '5', '--state-dir', stateDir]);
+    expect(audit.stdout).toMatch(/#1 +runner\.paired /);
     const runners = await api.runners();
     expect(runners.find((x) => x.id === runnerId)).toMatchObject({ name: 'r1', labels: { zone: 'a' }, connected: false });
     // The token works once.
