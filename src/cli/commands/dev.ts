@@ -3,6 +3,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ControlPlane } from '../../control-plane/index.js';
 import { loadConfig } from '../../config/load-config.js';
+import { createLogRedaction, Redactor } from '../../credentials/index.js';
 import { Daemon } from '../../daemon/daemon.js';
 import { installSignalHandlers } from '../../daemon/signals.js';
 import { isPaired, loadIdentity } from '../../identity/identity.js';
@@ -27,7 +28,9 @@ export function registerDevCommand(program: Command): void {
       // 0711: sandboxes (other uids) must reach .dev/runner-work; the state dirs inside stay 0700.
       await mkdir(dir, { recursive: true, mode: 0o711 });
       await chmod(dir, 0o711);
-      const logger = createLogger({ level: opts.logLevel });
+      // As in `start`: every log line is masked with the secrets of the calls running.
+      const redactor = new Redactor();
+      const logger = createLogger({ level: opts.logLevel, redact: createLogRedaction(redactor) });
       const makeCp = (port: number) =>
         ControlPlane.create({
           listen: { host: '127.0.0.1', port },
@@ -51,7 +54,7 @@ export function registerDevCommand(program: Command): void {
       const config = await loadConfig({
         overrides: { stateDir: runnerDir, logLevel: opts.logLevel, health: { port: 0 }, controlPlane: { url: cp.url } },
       });
-      const daemon = await Daemon.create({ config, logger: logger.child({ part: 'runner' }) });
+      const daemon = await Daemon.create({ config, logger: logger.child({ part: 'runner' }), redactor });
       let stopping: Promise<void> | undefined;
       const stopAll = (reason: string) =>
         (stopping ??= daemon.shutdown(reason).finally(() => cp.stop()));
