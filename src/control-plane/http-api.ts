@@ -128,11 +128,11 @@ export class HttpApi {
     const body = await readBody(req, PairBodySchema);
     const outcome = await this.#o.pairing.redeem(body);
     if (!outcome.ok) {
-      this.#o.logger.warn({ reason: outcome.reason, name: body.name }, 'pairing refused');
+      this.#o.logger.warn({ reason: outcome.reason, runnerName: body.name }, 'pairing refused');
       sendJson(res, 401, { error: { code: 'pairing_token_invalid', reason: outcome.reason, message: REFUSAL_MESSAGES[outcome.reason] } });
       return;
     }
-    this.#o.logger.info({ runnerId: outcome.runner.id, name: outcome.runner.name }, 'runner paired');
+    this.#o.logger.info({ runnerId: outcome.runner.id, runnerName: outcome.runner.name }, 'runner paired');
     sendJson(res, 201, {
       runnerId: outcome.runner.id,
       controlPlaneSigningKey: this.#o.signingPublicKey,

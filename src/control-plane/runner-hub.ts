@@ -120,7 +120,7 @@ export class RunnerHub {
     runner.capabilities = auth.capabilities;
     runner.lastSeenAt = new Date(this.#o.clock()).toISOString();
     await this.#o.registry.save(runner);
-    this.#o.logger.info({ runnerId, name: runner.name, version: auth.version }, 'runner connected');
+    this.#o.logger.info({ runnerId, runnerName: runner.name, version: auth.version }, 'runner connected');
     return this.#o.handler.knownResults(runnerId);
   }
 
