@@ -40,6 +40,8 @@ export class Spine {
     });
     this.runners.push(p);
     await this.waitConnected(runnerId, true);
+    // The control plane lists the runner a moment before the runner has read its welcome.
+    await p.waitForOutput(/connected to the control plane/);
     return p;
   }
 

@@ -33,7 +33,8 @@ describe('a full audit disk stops a real runner from taking calls', () => {
 
   it('refuses calls, answers 503 on /readyz naming the audit log, shows audit_healthy 0, and logs why', async () => {
     const url = (await runner.waitForOutput(/"url":"http:\/\/127\.0\.0\.1:\d+"/)).match(/http:\/\/[^"]+/)![0];
-    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    // Ready once the runner itself has finished its handshake (the control plane lists it a moment earlier).
+    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 20_000, '/readyz 200');
     expect((await spine.api.call(runnerId, { name: 'javascript', input: { code: '"before"' } })).body.content).toBe('before');
 
     // Fill what is left of the file system.
