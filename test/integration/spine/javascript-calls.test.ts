@@ -67,8 +67,10 @@ describe('javascript tool calls through the HTTP API', () => {
     expect(second.body.content).toBe(first.body.content);
   });
 
+  // The call runs on for 1.5 s after its output, so the client subscribes while it runs
+  // (a client that comes after the end gets only the result).
   it('streams output over server-sent events, then the result', async () => {
-    const started = await spine.api.call(runnerId, { name: 'javascript', input: { code: 'for (let i = 0; i < 3; i++) console.log("line " + i); "end"' } }, '?wait=false');
+    const started = await spine.api.call(runnerId, { name: 'javascript', input: { code: 'for (let i = 0; i < 3; i++) console.log("line " + i); const t = Date.now(); while (Date.now() - t < 1500) {} "end"' } }, '?wait=false');
     expect(started.status).toBe(202);
     const res = await fetch(`${spine.cp.url}/v1/tool-calls/${started.body.id}/events`, { headers: { authorization: `Bearer ${spine.cp.adminToken}` } });
     const text = await res.text();
