@@ -24,20 +24,8 @@ export interface CallRecord {
   pending: ToolCall | null;
 }
 
-/** The record as the HTTP API returns it. */
-export interface PublicCall {
-  id: string;
-  runnerId: string;
-  name: string;
-  sessionId: string | null;
-  status: CallStatus | 'running';
-  content: ToolResultContent | null;
-  isError: boolean | null;
-  durationMs: number | null;
-  traceId: string | null;
-  createdAt: string;
-  endedAt: string | null;
-}
+/** The record as the HTTP API returns it: without the delivery bookkeeping. */
+export type PublicCall = Omit<CallRecord, 'accepted' | 'cancelRequested' | 'pending'>;
 
 export function publicCall(r: CallRecord): PublicCall {
   return {
