@@ -58,7 +58,9 @@ export class BenchStack {
     const [code] = (await once(pair, 'exit')) as [number | null];
     if (code !== 0) throw new Error(`pairing ${name} failed (exit ${code})`);
     const id = JSON.parse(out).runnerId as string;
-    const child = spawn(process.execPath, ['--no-node-snapshot', CLI, 'start', '--state-dir', stateDir], {
+    // BENCH_RUNNER_NODE_ARGS adds node flags to the runner processes (for example --cpu-prof to profile them).
+    const nodeArgs = (process.env.BENCH_RUNNER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, ['--no-node-snapshot', ...nodeArgs, CLI, 'start', '--state-dir', stateDir], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', SANDBOX_RUNNER_HEALTH__PORT: '0', SANDBOX_RUNNER_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
