@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,7 @@ export interface BenchRunner {
  */
 export class BenchStack {
   readonly runners: BenchRunner[] = [];
+  readonly #agent = new http.Agent({ keepAlive: true });
   private constructor(
     readonly dir: string,
     readonly cp: ControlPlane,
@@ -35,15 +37,37 @@ export class BenchStack {
     return new BenchStack(dir, cp);
   }
 
-  /** Calls the control plane's HTTP API as a client would. */
-  async request(method: string, p: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${this.cp.url}${p}`, {
-      method,
-      headers: { authorization: `Bearer ${this.cp.adminToken}`, 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  /**
+   * Calls the control plane's HTTP API as a client would: node:http over a
+   * kept-alive connection (what an SDK's HTTP client does; the global fetch
+   * adds about a millisecond per request here).
+   */
+  request(method: string, p: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        `${this.cp.url}${p}`,
+        {
+          method,
+          agent: this.#agent,
+          headers: {
+            authorization: `Bearer ${this.cp.adminToken}`,
+            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
     });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
   }
 
   /** Pairs a runner through the CLI and starts it; resolves once it has finished its handshake. */
@@ -97,6 +121,7 @@ export class BenchStack {
         await once(r.child, 'exit');
       }
     }
+    this.#agent.destroy();
     await this.cp.stop();
     await rm(this.dir, { recursive: true, force: true });
   }

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ToolResultMessageSchema, type ToolResultMessage } from '../protocol/index.js';
@@ -9,9 +9,10 @@ import { RunnerError } from '../util/errors.js';
  * the results the control plane has not acknowledged yet (the outbox).
  *
  * One append-only JSON-lines file in the state directory. Every record is
- * written (so in the kernel's page cache: a crash of the runner loses nothing)
- * before the caller goes on; a result is also fdatasync'ed, together with what
- * came before it, before it is sent:
+ * written synchronously (so it is in the kernel's page cache: a crash of the
+ * runner process loses nothing) before the caller goes on. `sync()` makes what
+ * was written durable (fdatasync, one for every caller waiting at that moment);
+ * the runner starts it for each result and sends the result meanwhile:
  *   {"op":"begin","id":…,"at":…}          a call was accepted (never run it twice)
  *   {"op":"done","id":…,"at":…,"result":…} its result, kept until acknowledged
  *   {"op":"ack","ids":[…],"at":…}         the control plane holds these results
@@ -45,7 +46,9 @@ export interface CallJournalOptions {
 export class CallJournal {
   private readonly entries = new Map<string, Entry>();
   private size = 0;
-  private chain: Promise<void> = Promise.resolve();
+  /** The fdatasync running now, and the one queued behind it for writes made since it started. */
+  private syncing: Promise<void> | undefined;
+  private syncQueued: Promise<void> | undefined;
   /** Calls that were running when the runner stopped: the daemon fails them. */
   readonly orphans: string[] = [];
 
@@ -71,13 +74,13 @@ export class CallJournal {
     const journal = new CallJournal(file, out, opts);
     for (const [id, rec] of live) {
       if (rec.acked && rec.at < cutoff) continue;
-      await journal.appendRaw({ op: 'begin', id, at: rec.at });
-      if (rec.result) await journal.appendRaw({ op: 'done', id, at: rec.at, result: rec.result }, id);
+      journal.append({ op: 'begin', id, at: rec.at });
+      if (rec.result) journal.append({ op: 'done', id, at: rec.at, result: rec.result }, id);
       if (rec.acked) journal.markAcked(id);
       if (!rec.result) journal.orphans.push(id);
     }
     const acked = [...journal.entries].filter(([, e]) => e.acked).map(([id]) => id);
-    if (acked.length) await journal.appendRaw({ op: 'ack', ids: acked, at: opts.now() });
+    if (acked.length) journal.append({ op: 'ack', ids: acked, at: opts.now() });
     await out.sync();
     await rename(tmp, file);
     return journal;
@@ -96,22 +99,55 @@ export class CallJournal {
    * runner crash keeps it; only a power loss during the call can lose it, and
    * then the call's result is lost too and the control plane sends it again.
    * The fsync costs milliseconds on the hot path of every call; see docs/protocol.md.
+   * @throws RunnerError `io` when it cannot be written (the call must not run).
    */
-  async begin(id: string): Promise<void> {
-    await this.append({ op: 'begin', id, at: this.options.now() }, undefined, false);
+  begin(id: string): void {
+    this.append({ op: 'begin', id, at: this.options.now() });
   }
 
-  /** Stores a result in the outbox; durable (fdatasync) before it is sent. */
-  async complete(result: ToolResultMessage): Promise<void> {
-    await this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId, true);
+  /**
+   * Stores a result in the outbox (written: a crash of the runner keeps it).
+   * Call `sync()` for durability against a power loss; the runner sends the
+   * result while that runs, since the control plane's copy and this one only
+   * both go missing if the machine loses power before the sync lands, which is
+   * the same outcome as losing power while the call ran.
+   * @throws RunnerError `io` when it cannot be written (the result is not stored).
+   */
+  complete(result: ToolResultMessage): void {
+    this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId);
   }
 
   /** Drops acknowledged results from the outbox (they stay on disk for dedupe). */
-  async ack(ids: string[]): Promise<void> {
+  ack(ids: string[]): void {
     const known = ids.filter((id) => this.entries.get(id)?.done && !this.entries.get(id)?.acked);
     if (known.length === 0) return;
     // Not synced: a lost ack only means the result is sent once more, and the control plane dedupes.
-    await this.append({ op: 'ack', ids: known, at: this.options.now() }, undefined, false);
+    this.append({ op: 'ack', ids: known, at: this.options.now() });
+  }
+
+  /**
+   * Resolves once everything written so far is on disk (fdatasync). Callers
+   * that ask while a sync runs share the next one: one fdatasync per wave, not per result.
+   * @throws RunnerError `io` when the disk refuses.
+   */
+  sync(): Promise<void> {
+    if (!this.syncing) {
+      const run = this.fh.datasync().catch((err: unknown) => {
+        throw new RunnerError('io', `cannot sync the call journal ${this.file} (${(err as NodeJS.ErrnoException).code}); check the disk and the state dir`, { cause: err });
+      });
+      this.syncing = run.finally(() => {
+        this.syncing = undefined;
+      });
+      return this.syncing;
+    }
+    // The running sync may have started before this caller's write: one more follows it.
+    this.syncQueued ??= this.syncing
+      .catch(() => undefined)
+      .then(() => {
+        this.syncQueued = undefined;
+        return this.sync();
+      });
+    return this.syncQueued;
   }
 
   /** Results not yet acknowledged, oldest first. */
@@ -129,23 +165,23 @@ export class CallJournal {
     return n;
   }
 
+  /** Syncs what was written, then closes the file. */
   async close(): Promise<void> {
-    await this.chain;
+    await this.sync().catch(() => undefined);
     await this.fh.close();
   }
 
-  private append(record: JournalRecord, resultId: string | undefined, sync: boolean): Promise<void> {
-    const next = this.chain.then(() => this.appendRaw(record, resultId, sync));
-    this.chain = next.catch(() => undefined);
-    return next;
-  }
-
-  private async appendRaw(record: JournalRecord, resultId?: string, sync = false): Promise<void> {
+  /**
+   * Writes one record at the end of the file, synchronously: a page-cache write
+   * takes microseconds, where a trip through libuv's thread pool costs a call
+   * far more on a busy host. A failed write leaves the size unchanged, so the
+   * next record overwrites the torn one.
+   */
+  private append(record: JournalRecord, resultId?: string): void {
     const line = Buffer.from(JSON.stringify(record) + '\n');
     const offset = this.size;
     try {
-      await this.fh.write(line, 0, line.length, offset);
-      if (sync) await this.fh.datasync();
+      for (let done = 0; done < line.length; ) done += writeSync(this.fh.fd, line, done, line.length - done, offset + done);
     } catch (err) {
       throw new RunnerError('io', `cannot write the call journal ${this.file} (${(err as NodeJS.ErrnoException).code}); free disk space or check the state dir`, { cause: err });
     }

@@ -190,7 +190,7 @@ export class HttpApi {
       if (existing.runnerId !== runnerId || existing.name !== body.name) {
         throw new HttpError(409, 'call_id_conflict', `call id ${id} was already used for another call; use a new id`);
       }
-      return this.#respondCall(req, res, existing, wait);
+      return this.#respondCall(req, res, existing, wait, this.#o.calls.saved(id));
     }
     this.#connected(runner);
     const tools = runner.capabilities?.tools ?? [];
@@ -208,7 +208,7 @@ export class HttpApi {
         throw new HttpError(404, 'unknown_session', `no open session ${body.sessionId} on runner ${runnerId}; open one with POST /v1/runners/${runnerId}/sessions`);
       }
     }
-    const { record } = await this.#o.calls.submit(runnerId, {
+    const { record, saved } = await this.#o.calls.submit(runnerId, {
       id,
       name: body.name,
       input: body.input,
@@ -216,11 +216,23 @@ export class HttpApi {
       ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
       ...(body.credentials?.length ? { credentials: body.credentials, runnerBoxPublicKey: runner.boxPublicKey } : {}),
     });
-    return this.#respondCall(req, res, record, wait);
+    return this.#respondCall(req, res, record, wait, saved);
   }
 
-  async #respondCall(req: IncomingMessage, res: ServerResponse, record: CallRecord, wait: boolean): Promise<void> {
-    if (!wait) return sendJson(res, 202, { id: record.id });
+  /**
+   * Without wait, answers 202 once the call's record is on disk. With wait,
+   * answers with the call's end as soon as it is known, which for a short call
+   * comes before the first write of its record lands: the end is written after
+   * that write, and a crash in between loses no result, since the runner keeps
+   * it until the control plane has written and acknowledged it.
+   */
+  async #respondCall(req: IncomingMessage, res: ServerResponse, record: CallRecord, wait: boolean, saved: Promise<void>): Promise<void> {
+    if (!wait) {
+      await saved;
+      return sendJson(res, 202, { id: record.id });
+    }
+    // A write failure is the log's business here; the answer is the call's end.
+    saved.catch((err: unknown) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
     const gone = new AbortController();
     const onClose = () => {
       if (!res.writableEnded) gone.abort(new Error('client went away'));

@@ -82,12 +82,6 @@ export class ToolCalls {
   readonly #live = new Map<string, LiveCall>();
   /** `tool.call` message id → call id, to match a runner's `error` reply to its call. */
   readonly #byMessage = new Map<string, string>();
-  /**
-   * Calls whose end is being written: their status already reads ended (so a
-   * duplicate result is spotted in the same tick) but nobody is told until the
-   * record is on disk and the span ended.
-   */
-  readonly #settling = new Map<string, Promise<void>>();
   readonly #acceptTimers = new Map<NodeJS.Timeout, CallRecord>();
 
   constructor(options: ToolCallsOptions) {
@@ -101,11 +95,12 @@ export class ToolCalls {
   /**
    * Starts a call, or returns the existing record when the id was used before
    * (`created: false`); the check and the insert share one tick, so two
-   * requests with one id start it once.
+   * requests with one id start it once. Resolves once the call is sent;
+   * `saved` resolves once its record is on disk.
    */
-  async submit(runnerId: string, req: SubmitRequest): Promise<{ record: CallRecord; created: boolean }> {
+  async submit(runnerId: string, req: SubmitRequest): Promise<{ record: CallRecord; created: boolean; saved: Promise<void> }> {
     const existing = this.#o.store.get(req.id);
-    if (existing) return { record: existing, created: false };
+    if (existing) return { record: existing, created: false, saved: this.#o.store.settled(req.id) };
     // Sealed before anything is recorded: the record (and its pending message) only ever holds sealed values.
     const credentials =
       req.credentials?.length && req.runnerBoxPublicKey
@@ -117,7 +112,7 @@ export class ToolCalls {
         : undefined;
     // Sealing awaited: a request with the same id may have started the call meanwhile.
     const raced = this.#o.store.get(req.id);
-    if (raced) return { record: raced, created: false };
+    if (raced) return { record: raced, created: false, saved: this.#o.store.settled(req.id) };
     const { span, traceId, traceparent } = this.#o.tracer.startCall(req.id, runnerId, req.name);
     const msg: ToolCall = {
       v: PROTOCOL_VERSION,
@@ -151,8 +146,12 @@ export class ToolCalls {
     // fsync. A crash before the write lands loses a call nobody was answered
     // for; a retry with the same id is deduplicated by the runner.
     this.#dispatch(this.#o.store.get(req.id)!);
-    await saved;
-    return { record: this.#o.store.get(req.id)!, created: true };
+    return { record: this.#o.store.get(req.id)!, created: true, saved };
+  }
+
+  /** Resolves once every write of the call's record asked for so far is on disk. */
+  saved(id: string): Promise<void> {
+    return this.#o.store.settled(id);
   }
 
   /** Resolves with the record once the call has ended; rejects when `signal` aborts first. */
@@ -179,16 +178,8 @@ export class ToolCalls {
     const record = this.#o.store.get(id);
     if (!record) throw new Error(`no call ${id}`);
     if (record.status !== 'running') {
-      const settling = this.#settling.get(id);
-      if (!settling) {
-        subscriber.end(publicCall(record));
-        return () => undefined;
-      }
-      let active = true;
-      void settling.then(() => active && subscriber.end(publicCall(record)));
-      return () => {
-        active = false;
-      };
+      subscriber.end(publicCall(record));
+      return () => undefined;
     }
     const live = this.#liveOf(id);
     for (const event of live.buffer) subscriber.output(event);
@@ -271,6 +262,10 @@ export class ToolCalls {
   /**
    * Stores a result once and acknowledges it on the connection it came on,
    * after it is on disk: a crash before the ack only makes the runner resend it.
+   * Clients waiting on the call are told as soon as the result is here, while
+   * it is being written: the runner keeps it until the ack, so a crash of the
+   * control plane before the write lands loses nothing (the runner sends it
+   * again after the restart), and no client waits on the fsync.
    */
   async onResult(runnerId: string, conn: RunnerConnection, msg: MessageOf<RunnerMessage, 'tool.result'>): Promise<void> {
     const ack = () => conn.send({ v: PROTOCOL_VERSION, id: messageId(), type: 'ack', ids: [msg.callId] });
@@ -329,17 +324,11 @@ export class ToolCalls {
     const live = this.#live.get(record.id);
     this.#live.delete(record.id);
     this.#forgetMessages(record.id, live);
-    const settled = this.#o.store.save(record).then(() => {
-      if (live?.span) this.#o.tracer.endCall(live.span, status, isError);
-    });
-    this.#settling.set(record.id, settled);
-    try {
-      await settled;
-    } finally {
-      this.#settling.delete(record.id);
-    }
+    const saved = this.#o.store.save(record);
+    if (live?.span) this.#o.tracer.endCall(live.span, status, isError);
     const pub = publicCall(record);
     for (const s of live?.subscribers ?? []) s.end(pub);
+    await saved;
   }
 
   #dispatch(record: CallRecord): void {

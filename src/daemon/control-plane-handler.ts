@@ -52,7 +52,7 @@ export class ControlPlaneHandler {
 
   /** After each handshake: forget what the control plane holds, resend the rest. */
   async onConnected(known: string[]): Promise<void> {
-    if (known.length) await this.options.journal.ack(known);
+    if (known.length) this.options.journal.ack(known);
     for (const result of this.options.journal.pending()) {
       await this.options.connection().send(result);
     }
@@ -80,7 +80,7 @@ export class ControlPlaneHandler {
 
   private async serve(message: ControlMessage): Promise<void> {
     if (message.type === 'ack') {
-      await this.options.journal.ack(message.ids);
+      this.options.journal.ack(message.ids);
       return;
     }
     if (message.type === 'error') {
@@ -186,7 +186,7 @@ export class ControlPlaneHandler {
       span?.end('error');
       return;
     }
-    await journal.begin(callId);
+    journal.begin(callId);
     // Every line about this call carries its ids, so an operator can grep one call out of the log.
     const log = this.logger.child({ callId, ...(msg.sessionId ? { sessionId: msg.sessionId } : {}) });
     log.debug({ tool: msg.toolUse.name, traceId: span?.traceId }, 'call accepted');
@@ -252,10 +252,14 @@ export class ControlPlaneHandler {
       durationMs: Math.round(result.durationMs * 1000) / 1000,
       ...(span ? { traceId: span.traceId } : {}),
     };
-    await journal.complete(message);
+    journal.complete(message);
+    // Sent while the journal syncs: written already, so a crash of this process
+    // keeps it; see CallJournal.complete for why a power loss adds no new loss.
+    const synced = journal.sync();
+    const sent = this.send(message);
     log.info({ tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs }, 'call finished');
     this.options.audit?.append({ type: 'call.result', callId, tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs });
-    await this.send(message);
+    await Promise.all([sent, synced]);
   }
 
   private async handleSession(

@@ -408,7 +408,7 @@ function readiness(p: Parts, controlPlane: boolean): { ready: boolean; reasons: 
  */
 async function failOrphans(journal: CallJournal, logger: Logger): Promise<void> {
   for (const callId of journal.orphans) {
-    await journal.complete({
+    journal.complete({
       v: 1,
       id: `result-${callId}`,
       type: 'tool.result',
@@ -424,4 +424,5 @@ async function failOrphans(journal: CallJournal, logger: Logger): Promise<void> 
     });
     logger.warn({ callId }, 'call was running when the runner stopped; reported as failed');
   }
+  if (journal.orphans.length) await journal.sync();
 }

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { checkSecretFile, ensurePrivateDir, writeFileAtomic } from '../credentials/key-files.js';
@@ -32,8 +33,10 @@ export class NonceStore {
   private readonly live = new Map<string, number>();
   private appended = 0;
   private handle: FileHandle | undefined;
-  /** Serialises appends and rewrites: a rewrite must not lose a concurrent append. */
+  /** Serialises rewrites and syncs; appends wait on it only while a rewrite runs. */
   private queue: Promise<void> = Promise.resolve();
+  /** A rewrite swaps the file: appends made meanwhile go after it, in the queue. */
+  private rewriting = false;
   private closed = false;
 
   private constructor(
@@ -105,19 +108,34 @@ export class NonceStore {
     }
     this.live.set(nonce, keepUntil);
     const line = `${JSON.stringify([keepUntil, nonce])}\n`;
-    const write = this.queue.then(async () => {
-      // Written before the request acts, so a restarted runner still refuses a
-      // replay; synced within SYNC_INTERVAL_MS rather than per request (an
-      // fsync per call on the hot path). Only a power loss inside that window
-      // can forget a nonce, and its timestamp still limits a replay to the window.
-      await this.handle!.write(line);
+    // Written before the request acts, so a restarted runner still refuses a
+    // replay; synced within SYNC_INTERVAL_MS rather than per request (an
+    // fsync per call on the hot path). Only a power loss inside that window
+    // can forget a nonce, and its timestamp still limits a replay to the window.
+    // The write itself is synchronous (page cache, microseconds) unless a
+    // rewrite is swapping the file, when it queues behind it.
+    const append = () => {
+      writeSync(this.handle!.fd, line);
       this.scheduleSync();
       this.appended++;
-      if (this.appended > Math.max(1000, this.live.size)) await this.rewrite();
-    });
-    this.queue = write.catch(() => undefined);
+      if (this.appended > Math.max(1000, this.live.size) && !this.rewriting) {
+        this.rewriting = true;
+        this.queue = this.queue
+          .then(() => this.rewrite())
+          .catch(() => undefined)
+          .finally(() => {
+            this.rewriting = false;
+          });
+      }
+    };
     try {
-      await write;
+      if (this.rewriting || !this.handle) {
+        const queued = this.queue.then(append);
+        this.queue = queued.catch(() => undefined);
+        await queued;
+      } else {
+        append();
+      }
     } catch (err) {
       this.live.delete(nonce);
       throw new RunnerError('io', `cannot record a request nonce in ${this.path}; check the disk and the state directory`, {

@@ -67,18 +67,25 @@ interface Fresh {
   sink: { id: number };
 }
 
+// Synchronous steps: making an isolate is about a millisecond of work, and
+// each asynchronous step would add a hop to the isolate's thread and back.
 async function makeFresh(memoryMb: number): Promise<Fresh> {
   const isolate = new ivm.Isolate({ memoryLimit: memoryMb });
-  const context = await isolate.createContext();
-  const sink = { id: -1 };
-  await context.global.set(
-    '__log',
-    new ivm.Callback((stream: 'stdout' | 'stderr', data: string) => {
-      if (sink.id >= 0) send({ kind: 'output', id: sink.id, stream, data: String(data) });
-    }),
-  );
-  await context.eval(BOOTSTRAP, { timeout: 1000 });
-  return { isolate, context, sink };
+  try {
+    const context = isolate.createContextSync();
+    const sink = { id: -1 };
+    context.global.setSync(
+      '__log',
+      new ivm.Callback((stream: 'stdout' | 'stderr', data: string) => {
+        if (sink.id >= 0) send({ kind: 'output', id: sink.id, stream, data: String(data) });
+      }),
+    );
+    context.evalSync(BOOTSTRAP, { timeout: 1000 });
+    return { isolate, context, sink };
+  } catch (err) {
+    isolate.dispose();
+    throw err;
+  }
 }
 
 // One spare per memory size, made while the previous call runs: every call
@@ -124,6 +131,16 @@ async function evaluate(req: Extract<HostRequest, { kind: 'evaluate' }>): Promis
     context.global.setSync('__result', completion.derefInto());
     completion.release();
     const remaining = Math.max(1, req.timeoutMs - (Date.now() - started));
+    // Most results are plain values: formatted in one synchronous step (bounded
+    // by the same timeout), which spares a round trip to the isolate's thread.
+    // Only a thenable needs the asynchronous path below, to await it.
+    const plain = context.evalSync(
+      `(() => { const v = globalThis.__result;
+         if (v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function') return null;
+         delete globalThis.__result; return globalThis.__fmt(v); })()`,
+      { timeout: remaining, copy: true },
+    ) as string | null;
+    if (plain !== null) return { kind: 'done', id: req.id, outcome: 'completed', value: String(plain) };
     const text = await context.eval(
       `(async () => { let v = globalThis.__result; delete globalThis.__result;
          if (v !== null && typeof v === 'object' && typeof v.then === 'function') v = await v;

@@ -91,7 +91,12 @@ describe('credentials through the control-plane API', () => {
       credentials: [{ vault: 'DB_PASSWORD', inject: { env: 'DB_PASSWORD' } }],
     });
     expect(execOutput(r.body)).toMatchObject({ stdout: 'got [REDACTED:DB_PASSWORD]\n', exitCode: 0 });
-    const record = await readFile(path.join(spine.dir, 'cp', 'calls', `${r.body.id}.json`), 'utf8');
+    // The answer may come before the ended record is written (the runner keeps the result until that write lands).
+    const file = path.join(spine.dir, 'cp', 'calls', `${r.body.id}.json`);
+    const record = await waitUntil(async () => {
+      const text = await readFile(file, 'utf8');
+      return JSON.parse(text).status === 'completed' ? text : undefined;
+    }, 20_000, 'the ended call record on disk');
     expect(record).toContain('DB_PASSWORD');
     expect(record).not.toContain('vault-secret-Zq81xw');
   });

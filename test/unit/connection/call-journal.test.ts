@@ -48,6 +48,21 @@ describe('CallJournal (the outbox and the record of seen call ids)', () => {
     expect((await stat(path.join(dir, 'calls.jsonl'))).mode & 0o777).toBe(0o600);
   });
 
+  it('has a result in the file as soon as complete() returns, before any sync; sync() makes it durable', async () => {
+    const j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    j.begin('c1');
+    j.complete(result('c1', 'the answer'));
+    // Another process reading now (a crash of this one leaves the page cache) sees the whole line.
+    const text = await readFile(path.join(dir, 'calls.jsonl'), 'utf8');
+    expect(text.trim().split('\n').map((l) => JSON.parse(l).op)).toEqual(['begin', 'done']);
+    expect(text).toContain('the answer');
+    // Callers asking together all resolve (they share fdatasyncs).
+    await Promise.all([j.sync(), j.sync(), j.sync()]);
+    j.complete(result('c2'));
+    await j.sync();
+    await j.close();
+  });
+
   it('reports calls that were running when the runner stopped as orphans', async () => {
     let j = await CallJournal.open(dir, { retentionMs: 60_000 });
     await j.begin('running-call');
