@@ -64,6 +64,8 @@ export class Executor {
   private readonly otherTools = new Map<CallSource, Map<string, ToolDefinition<any>>>();
   private readonly running = new Map<string, AbortController>();
   private readonly waiting: Array<() => void> = [];
+  /** Fresh sandboxes of finished calls still being removed (awaited by shutdown). */
+  private readonly disposals = new Set<Promise<void>>();
   private active = 0;
   private draining = false;
   readonly sessions: SessionManager;
@@ -311,11 +313,34 @@ export class Executor {
       deadline.removeEventListener('abort', onDeadline);
       req.signal?.removeEventListener('abort', onUpstream);
       if (acquired) this.release();
-      if (ephemeral) await ephemeral.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'disposing a sandbox failed'));
+      if (ephemeral) {
+        // The call's processes are gone by now (a run settles only once its whole
+        // tree has exited), so removing the sandbox need not hold the result back:
+        // it finishes in the background and shutdown() waits for it. A sandbox
+        // that held credential files is removed before the result, so the files
+        // never outlive the call.
+        const disposal = this.disposeInBackground(ephemeral);
+        if (req.files?.length) await disposal;
+      }
     }
     // A deadline or cancel wins over whatever the tool made of it.
     if (controller.signal.aborted && outcome.status === 'completed') outcome = errorOutcome(controller.signal.reason, controller.signal);
     return done(outcome);
+  }
+
+  /** Disposes a call's fresh sandbox, tracked until done; a failure is logged, never thrown. */
+  private disposeInBackground(session: Session): Promise<void> {
+    const p = session
+      .dispose()
+      .catch((err: unknown) => this.logger.warn({ err: describeError(err), sessionId: session.id }, 'disposing a sandbox failed'))
+      .finally(() => this.disposals.delete(p));
+    this.disposals.add(p);
+    return p;
+  }
+
+  /** Resolves once every fresh sandbox of a finished call is removed. */
+  async disposed(): Promise<void> {
+    while (this.disposals.size > 0) await Promise.all([...this.disposals]);
   }
 
   private async acquire(signal: AbortSignal): Promise<void> {
@@ -343,10 +368,10 @@ export class Executor {
     this.waiting.shift()?.();
   }
 
-  /** Closes every session and its sandbox. */
+  /** Closes every session and its sandbox, and waits for the fresh sandboxes still being removed. */
   async shutdown(): Promise<void> {
     this.cancelAll('the runner is stopping');
-    await this.sessions.closeAll();
+    await Promise.all([this.sessions.closeAll(), this.disposed()]);
   }
 }
 
