@@ -4,7 +4,8 @@ import type { ToolContext, ToolDefinition, ToolOutcome } from '../tools/tool.js'
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 import { noMetrics, noRedaction, type ExecutorOptions } from './executor-options.js';
-import { SessionManager, type Session, type SessionSpec } from './session-manager.js';
+import { Session, SessionManager, type SandboxChange, type SessionSpec } from './session-manager.js';
+import { SpareSandbox } from './spare-sandbox.js';
 import type { CallSpan } from '../tracing/index.js';
 
 export type CallSource = 'control-plane' | 'managed-agents';
@@ -70,6 +71,8 @@ export class Executor {
   private draining = false;
   readonly sessions: SessionManager;
   private readonly logger: Logger;
+  /** The fresh sandbox made ahead for the next call without a session (options.spareSandbox). */
+  private readonly spare: SpareSandbox | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     for (const t of options.tools) this.tools.set(t.name, t);
@@ -78,16 +81,41 @@ export class Executor {
     }
     this.logger = options.logger ?? noopLogger;
     const metrics = options.metrics ?? noMetrics;
+    const onSandbox = (c: SandboxChange): void => {
+      metrics.sandboxes(c.driver, c.delta);
+      this.options.audit?.append({ type: c.delta > 0 ? 'sandbox.started' : 'sandbox.ended', driver: c.driver, sandboxId: c.sandboxId, sessionId: c.sessionId });
+    };
     this.sessions = new SessionManager({
       idleTimeoutMs: options.sessionIdleTimeoutMs,
       max: options.maxSessions,
       logger: this.logger,
       onChange: (n) => metrics.sessions(n),
-      onSandboxChange: (c) => {
-        metrics.sandboxes(c.driver, c.delta);
-        this.options.audit?.append({ type: c.delta > 0 ? 'sandbox.started' : 'sandbox.ended', driver: c.driver, sandboxId: c.sandboxId, sessionId: c.sessionId });
-      },
+      onSandboxChange: onSandbox,
     });
+    if (options.spareSandbox && options.defaultDriver === 'bwrap') {
+      this.spare = new SpareSandbox({
+        // The very path a call's own fresh sandbox takes, under the session id `spare` until a call takes it.
+        make: (spec) => new Session('spare', spec, () => this.options.drivers.get(spec.driver), true, onSandbox).sandbox(),
+        discard: async (sb) => {
+          await sb.dispose();
+          onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
+        },
+        logger: this.logger,
+      });
+      // After the constructor: the drivers were probed before the executor was made.
+      setImmediate(() => this.prepareSpare());
+    }
+  }
+
+  /** Starts making the spare for the default fresh-sandbox spec, unless draining or one is there. */
+  private prepareSpare(): void {
+    if (!this.spare || this.draining) return;
+    try {
+      if (!this.options.drivers.available().includes('bwrap')) return;
+      this.spare.prepare(this.sessionSpec('bwrap', {}));
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, 'making a spare sandbox failed');
+    }
   }
 
   /** Tool names this runner offers to a source (sent in the handshake for the control plane). */
@@ -106,6 +134,8 @@ export class Executor {
   /** Refuses new calls from now on (SIGTERM). */
   startDraining(): void {
     this.draining = true;
+    // No call will take the spare any more.
+    void this.spare?.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'removing the spare sandbox failed'));
   }
 
   get isDraining(): boolean {
@@ -257,7 +287,9 @@ export class Executor {
     const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
     if (req.files?.length) ephemeralSpec.files = req.files;
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
-    const ephemeral = session ? undefined : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver));
+    const ephemeral = session
+      ? undefined
+      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), this.spare?.take(ephemeralSpec));
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
@@ -321,6 +353,8 @@ export class Executor {
         // never outlive the call.
         const disposal = this.disposeInBackground(ephemeral);
         if (req.files?.length) await disposal;
+        // The next spare is made after this call, so it never competes with the call's own run.
+        this.prepareSpare();
       }
     }
     // A deadline or cancel wins over whatever the tool made of it.
@@ -371,7 +405,11 @@ export class Executor {
   /** Closes every session and its sandbox, and waits for the fresh sandboxes still being removed. */
   async shutdown(): Promise<void> {
     this.cancelAll('the runner is stopping');
-    await Promise.all([this.sessions.closeAll(), this.disposed()]);
+    await Promise.all([
+      this.sessions.closeAll(),
+      this.disposed(),
+      this.spare?.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'removing the spare sandbox failed')),
+    ]);
   }
 }
 
