@@ -67,6 +67,10 @@ export const ConfigSchema = z
         imagesDir: z.string().optional().describe('sandbox image definitions; built images go to <imagesDir>/out; default <package>/sandbox-images'),
         workDir: z.string().optional().describe('sandbox workspaces; default <stateDir>-work (outside the 0700 state dir)'),
         defaultImage: z.string().describe('image used when a call names none').default('base'),
+        spare: z
+          .boolean()
+          .describe('keep one never-used bwrap sandbox made ahead for the next call without a session (default driver bwrap); it is removed at shutdown')
+          .default(true),
         limits: LimitsConfigSchema.prefault({}),
         bwrap: z
           .object({ binary: z.string().describe('bubblewrap executable').default('bwrap') })

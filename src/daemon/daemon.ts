@@ -146,6 +146,7 @@ export class Daemon {
       drivers,
       defaultDriver: config.sandbox.defaultDriver,
       defaultImage: config.sandbox.defaultImage,
+      spareSandbox: config.sandbox.spare,
       limits: config.sandbox.limits,
       defaultTimeoutMs: config.calls.defaultTimeoutMs,
       maxTimeoutMs: config.calls.maxTimeoutMs,

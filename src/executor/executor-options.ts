@@ -68,4 +68,10 @@ export interface ExecutorOptions {
   metrics?: ExecutorMetrics;
   /** Local policy: every call and session is checked against it. */
   policy?: PolicyEngine;
+  /**
+   * Keep one never-used fresh bwrap sandbox made ahead for the next call
+   * without a session (see SpareSandbox). Default false; the daemon follows
+   * `sandbox.spare` in the config.
+   */
+  spareSandbox?: boolean;
 }

@@ -4,7 +4,8 @@ import type { ToolContext, ToolDefinition, ToolOutcome } from '../tools/tool.js'
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 import { noMetrics, noRedaction, type ExecutorOptions } from './executor-options.js';
-import { SessionManager, type Session, type SessionSpec } from './session-manager.js';
+import { Session, SessionManager, type SandboxChange, type SessionSpec } from './session-manager.js';
+import { SpareSandbox } from './spare-sandbox.js';
 import type { CallSpan } from '../tracing/index.js';
 
 export type CallSource = 'control-plane' | 'managed-agents';
@@ -64,10 +65,14 @@ export class Executor {
   private readonly otherTools = new Map<CallSource, Map<string, ToolDefinition<any>>>();
   private readonly running = new Map<string, AbortController>();
   private readonly waiting: Array<() => void> = [];
+  /** Fresh sandboxes of finished calls still being removed (awaited by shutdown). */
+  private readonly disposals = new Set<Promise<void>>();
   private active = 0;
   private draining = false;
   readonly sessions: SessionManager;
   private readonly logger: Logger;
+  /** The fresh sandbox made ahead for the next call without a session (options.spareSandbox). */
+  private readonly spare: SpareSandbox | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     for (const t of options.tools) this.tools.set(t.name, t);
@@ -76,16 +81,41 @@ export class Executor {
     }
     this.logger = options.logger ?? noopLogger;
     const metrics = options.metrics ?? noMetrics;
+    const onSandbox = (c: SandboxChange): void => {
+      metrics.sandboxes(c.driver, c.delta);
+      this.options.audit?.append({ type: c.delta > 0 ? 'sandbox.started' : 'sandbox.ended', driver: c.driver, sandboxId: c.sandboxId, sessionId: c.sessionId });
+    };
     this.sessions = new SessionManager({
       idleTimeoutMs: options.sessionIdleTimeoutMs,
       max: options.maxSessions,
       logger: this.logger,
       onChange: (n) => metrics.sessions(n),
-      onSandboxChange: (c) => {
-        metrics.sandboxes(c.driver, c.delta);
-        this.options.audit?.append({ type: c.delta > 0 ? 'sandbox.started' : 'sandbox.ended', driver: c.driver, sandboxId: c.sandboxId, sessionId: c.sessionId });
-      },
+      onSandboxChange: onSandbox,
     });
+    if (options.spareSandbox && options.defaultDriver === 'bwrap') {
+      this.spare = new SpareSandbox({
+        // The very path a call's own fresh sandbox takes, under the session id `spare` until a call takes it.
+        make: (spec) => new Session('spare', spec, () => this.options.drivers.get(spec.driver), true, onSandbox).sandbox(),
+        discard: async (sb) => {
+          await sb.dispose();
+          onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
+        },
+        logger: this.logger,
+      });
+      // After the constructor: the drivers were probed before the executor was made.
+      setImmediate(() => this.prepareSpare());
+    }
+  }
+
+  /** Starts making the spare for the default fresh-sandbox spec, unless draining or one is there. */
+  private prepareSpare(): void {
+    if (!this.spare || this.draining) return;
+    try {
+      if (!this.options.drivers.available().includes('bwrap')) return;
+      this.spare.prepare(this.sessionSpec('bwrap', {}));
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, 'making a spare sandbox failed');
+    }
   }
 
   /** Tool names this runner offers to a source (sent in the handshake for the control plane). */
@@ -104,6 +134,8 @@ export class Executor {
   /** Refuses new calls from now on (SIGTERM). */
   startDraining(): void {
     this.draining = true;
+    // No call will take the spare any more.
+    void this.spare?.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'removing the spare sandbox failed'));
   }
 
   get isDraining(): boolean {
@@ -255,7 +287,9 @@ export class Executor {
     const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
     if (req.files?.length) ephemeralSpec.files = req.files;
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
-    const ephemeral = session ? undefined : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver));
+    const ephemeral = session
+      ? undefined
+      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), this.spare?.take(ephemeralSpec));
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
@@ -311,11 +345,36 @@ export class Executor {
       deadline.removeEventListener('abort', onDeadline);
       req.signal?.removeEventListener('abort', onUpstream);
       if (acquired) this.release();
-      if (ephemeral) await ephemeral.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'disposing a sandbox failed'));
+      if (ephemeral) {
+        // The call's processes are gone by now (a run settles only once its whole
+        // tree has exited), so removing the sandbox need not hold the result back:
+        // it finishes in the background and shutdown() waits for it. A sandbox
+        // that held credential files is removed before the result, so the files
+        // never outlive the call.
+        const disposal = this.disposeInBackground(ephemeral);
+        if (req.files?.length) await disposal;
+        // The next spare is made after this call, so it never competes with the call's own run.
+        this.prepareSpare();
+      }
     }
     // A deadline or cancel wins over whatever the tool made of it.
     if (controller.signal.aborted && outcome.status === 'completed') outcome = errorOutcome(controller.signal.reason, controller.signal);
     return done(outcome);
+  }
+
+  /** Disposes a call's fresh sandbox, tracked until done; a failure is logged, never thrown. */
+  private disposeInBackground(session: Session): Promise<void> {
+    const p = session
+      .dispose()
+      .catch((err: unknown) => this.logger.warn({ err: describeError(err), sessionId: session.id }, 'disposing a sandbox failed'))
+      .finally(() => this.disposals.delete(p));
+    this.disposals.add(p);
+    return p;
+  }
+
+  /** Resolves once every fresh sandbox of a finished call is removed. */
+  async disposed(): Promise<void> {
+    while (this.disposals.size > 0) await Promise.all([...this.disposals]);
   }
 
   private async acquire(signal: AbortSignal): Promise<void> {
@@ -343,10 +402,14 @@ export class Executor {
     this.waiting.shift()?.();
   }
 
-  /** Closes every session and its sandbox. */
+  /** Closes every session and its sandbox, and waits for the fresh sandboxes still being removed. */
   async shutdown(): Promise<void> {
     this.cancelAll('the runner is stopping');
-    await this.sessions.closeAll();
+    await Promise.all([
+      this.sessions.closeAll(),
+      this.disposed(),
+      this.spare?.dispose().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'removing the spare sandbox failed')),
+    ]);
   }
 }
 

@@ -63,30 +63,24 @@ export class Session {
     private readonly driver: () => SandboxDriver,
     readonly ephemeral: boolean,
     private readonly onSandbox: (change: SandboxChange) => void = () => undefined,
+    /** A sandbox made ahead for this spec (the spare), owned by this session from now on. */
+    private preset?: Promise<Sandbox>,
   ) {}
 
   /** The session's sandbox, created on first use. */
   sandbox(signal?: AbortSignal): Promise<Sandbox> {
     if (this.disposed) return Promise.reject(new RunnerError('sandbox_failed', `session ${this.id} is closed`));
+    if (!this.sandboxPromise && this.preset) {
+      const preset = this.preset;
+      this.preset = undefined;
+      // A spare whose making failed is replaced by a sandbox made now.
+      this.sandboxPromise = preset.catch(() => this.create(signal));
+      this.sandboxPromise.catch(() => {
+        this.sandboxPromise = undefined;
+      });
+    }
     if (!this.sandboxPromise) {
-      const sandboxId = `sr-${randomBytes(6).toString('hex')}`;
-      this.sandboxPromise = this.driver()
-        .create(
-          {
-            id: sandboxId,
-            image: this.spec.image,
-            limits: this.spec.limits,
-            network: this.spec.network,
-            env: this.spec.env,
-            ...(this.spec.files ? { files: this.spec.files } : {}),
-            ...(this.spec.mounts ? { mounts: this.spec.mounts } : {}),
-          },
-          signal,
-        )
-        .then((s) => {
-          this.onSandbox({ driver: this.spec.driver, delta: 1, sandboxId: s.id, sessionId: this.id });
-          return s;
-        });
+      this.sandboxPromise = this.create(signal);
       // A failed creation may be retried by the next call.
       this.sandboxPromise.catch(() => {
         this.sandboxPromise = undefined;
@@ -95,8 +89,29 @@ export class Session {
     return this.sandboxPromise;
   }
 
+  private create(signal?: AbortSignal): Promise<Sandbox> {
+    const sandboxId = `sr-${randomBytes(6).toString('hex')}`;
+    return this.driver()
+      .create(
+        {
+          id: sandboxId,
+          image: this.spec.image,
+          limits: this.spec.limits,
+          network: this.spec.network,
+          env: this.spec.env,
+          ...(this.spec.files ? { files: this.spec.files } : {}),
+          ...(this.spec.mounts ? { mounts: this.spec.mounts } : {}),
+        },
+        signal,
+      )
+      .then((s) => {
+        this.onSandbox({ driver: this.spec.driver, delta: 1, sandboxId: s.id, sessionId: this.id });
+        return s;
+      });
+  }
+
   get hasSandbox(): boolean {
-    return this.sandboxPromise !== undefined;
+    return this.sandboxPromise !== undefined || this.preset !== undefined;
   }
 
   /** Disposes tool state, then the sandbox. Idempotent; keeps the first error. */
@@ -106,8 +121,10 @@ export class Session {
     let first: unknown;
     try {
       await this.state.dispose().catch((e: unknown) => (first ??= e));
-      const p = this.sandboxPromise;
+      // A spare handed over but never asked for is this session's to remove too.
+      const p = this.sandboxPromise ?? this.preset;
       this.sandboxPromise = undefined;
+      this.preset = undefined;
       if (p) {
         const sb = await p.catch(() => undefined);
         if (sb) {
@@ -168,9 +185,9 @@ export class SessionManager {
     return s;
   }
 
-  /** A throwaway session for one call; the caller disposes it. */
-  ephemeral(spec: SessionSpec, driver: () => SandboxDriver): Session {
-    return new Session(`call-${randomBytes(6).toString('hex')}`, spec, driver, true, this.options.onSandboxChange);
+  /** A throwaway session for one call, optionally on a spare sandbox made ahead; the caller disposes it. */
+  ephemeral(spec: SessionSpec, driver: () => SandboxDriver, spare?: Promise<Sandbox>): Session {
+    return new Session(`call-${randomBytes(6).toString('hex')}`, spec, driver, true, this.options.onSandboxChange, spare);
   }
 
   async close(id: string): Promise<boolean> {

@@ -84,9 +84,11 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
 /**
  * Wraps `command` so that the process joins its cgroups before anything runs:
  * the shell script is fixed text, the cgroup files and the command come in as
- * separate argv entries and are never interpolated.
+ * separate argv entries and are never interpolated. `write` says what goes
+ * into each file (see SandboxCgroup.join); default its pid (`cgroup.procs`).
  */
-export function wrapInCgroup(procsFiles: string[], command: string[]): string[] {
-  const script = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
-  return ['/bin/sh', '-c', script, 'sandbox-cgroup-wrapper', ...procsFiles, '--', ...command];
+export function wrapInCgroup(files: string[], command: string[], write: 'pid' | 'current-thread' = 'pid'): string[] {
+  const value = write === 'pid' ? '$$' : '0';
+  const script = `while [ "$1" != "--" ]; do echo ${value} > "$1" || exit 125; shift; done; shift; exec "$@"`;
+  return ['/bin/sh', '-c', script, 'sandbox-cgroup-wrapper', ...files, '--', ...command];
 }

@@ -89,7 +89,7 @@ export class BwrapSandbox implements Sandbox {
         : ['setpriv', `--reuid=${i.hostUid}`, `--regid=${i.hostUid}`, '--clear-groups', '--'];
     const prlimit = i.rlimits.length > 0 ? ['prlimit', ...i.rlimits, '--'] : [];
     const command = [...prlimit, ...setpriv, ...bwrap];
-    return i.cgroup ? wrapInCgroup(i.cgroup.procsFiles, command) : command;
+    return i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command;
   }
 
   async spawn(options: SpawnOptions): Promise<SandboxProcess> {

@@ -118,6 +118,13 @@ export class CgroupManager {
   }
 }
 
+/** What a wrapper writes to put itself into a sandbox's cgroups (see SandboxCgroup.join). */
+export interface CgroupJoin {
+  files: string[];
+  /** `pid`: its own pid (`cgroup.procs`); `current-thread`: `0`, meaning the writing thread (v1 `tasks`). */
+  write: 'pid' | 'current-thread';
+}
+
 /** The cgroup (v2) or cgroups (v1, one per controller) of one sandbox. */
 export class SandboxCgroup {
   constructor(
@@ -143,6 +150,22 @@ export class SandboxCgroup {
    */
   get procsFiles(): string[] {
     return this.dirs().map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  /**
+   * How a process joins before it execs bwrap: the files to write and what to
+   * write. On v1 the wrapper writes `0` (itself) into each `tasks` file: a
+   * one-thread move skips the global threadgroup lock, whose write side waits
+   * for an RCU grace period (~10–20 ms on an otherwise idle host) on every
+   * `cgroup.procs` write. The wrapper is a single-threaded shell, so moving its
+   * thread moves the whole process, and everything it starts inherits the
+   * cgroups. v2 has no such move across domains, so it writes its pid to
+   * `cgroup.procs`.
+   */
+  get join(): CgroupJoin {
+    return this.version === 'v2'
+      ? { files: this.procsFiles, write: 'pid' }
+      : { files: this.dirs().map((d) => path.join(d, 'tasks')), write: 'current-thread' };
   }
 
   async setup(limits: CgroupLimits): Promise<void> {

@@ -1,3 +1,4 @@
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
@@ -120,6 +121,33 @@ describe('bwrap sandbox limits', () => {
     await sb.dispose();
     expect((await shell.exited).signal).toBe('SIGKILL');
     for (const pid of pids) expect(await isAlive(pid)).toBe(false);
+  });
+
+  it('every process of a run, threads and grandchildren too, is in each of the sandbox cgroups', async () => {
+    const sb = (await driver.create(spec(sandboxId('cg')))) as BwrapSandbox;
+    try {
+      // A background grandchild plus python threads: nothing may stay in the runner's cgroups.
+      const shell = await sb.spawn({ argv: ['/bin/bash', '-c', 'sleep 600 & python3 -c "import threading,time; [threading.Thread(target=time.sleep, args=(600,)).start() for _ in range(3)]; print(1, flush=True); time.sleep(600)"'] });
+      await new Promise<void>((resolve) => shell.stdout.once('data', () => resolve()));
+      const pids = await sb.hostPids();
+      expect(pids.length).toBeGreaterThanOrEqual(4);
+      const v2 = (await driver.limitEnforcement()) === 'cgroups-v2';
+      for (const pid of pids) {
+        const tids = await readdir(`/proc/${pid}/task`);
+        for (const tid of tids) {
+          const lines = (await readFile(`/proc/${pid}/task/${tid}/cgroup`, 'utf8')).split('\n').filter(Boolean);
+          for (const line of lines) {
+            const [, controllers, where] = /^\d+:([^:]*):(.*)$/.exec(line)!;
+            const limited = v2 ? controllers === '' : ['memory', 'pids', 'cpu'].some((c) => controllers!.split(',').includes(c));
+            if (limited) expect(where, `${pid}/${tid} ${line}`).toContain(sb.id);
+          }
+        }
+      }
+      await sb.dispose();
+      expect((await shell.exited).signal).toBe('SIGKILL');
+    } finally {
+      await sb.dispose();
+    }
   });
 
   it('rlimits apply when cgroups are not used', async () => {

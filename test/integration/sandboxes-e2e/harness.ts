@@ -36,7 +36,9 @@ export class E2E {
       // and must be able to pass through every folder down to their workspace.
       await chmod(spine.dir, 0o711);
       const { runnerId, stateDir } = await spine.pair();
-      const runner = await spine.startRunner(runnerId, stateDir, env);
+      // These tests count the sandbox folders a call leaves; the spare sandbox
+      // (a folder that is always there) has its own tests in spare.test.ts.
+      const runner = await spine.startRunner(runnerId, stateDir, { SANDBOX_RUNNER_SANDBOX__SPARE: 'false', ...env });
       // The control plane lists a runner as connected (and sends to it) a moment
       // before its welcome goes out; a request sent in that window is dropped by
       // the runner's handshake. Its own log line comes after the handshake.

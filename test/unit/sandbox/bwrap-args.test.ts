@@ -50,5 +50,12 @@ describe('buildBwrapArgs', () => {
     const w = wrapInCgroup(['/cg/a/cgroup.procs', '/cg/b/cgroup.procs'], ['bwrap', '--', 'x; y']);
     expect(w.slice(0, 2)).toEqual(['/bin/sh', '-c']);
     expect(w.slice(3)).toEqual(['sandbox-cgroup-wrapper', '/cg/a/cgroup.procs', '/cg/b/cgroup.procs', '--', 'bwrap', '--', 'x; y'].slice(0));
+    expect(w[2]).toContain('echo $$ >');
+  });
+
+  it('joins v1 cgroups by moving the wrapper thread itself (0 into tasks)', () => {
+    const w = wrapInCgroup(['/cg/a/tasks'], ['bwrap'], 'current-thread');
+    expect(w[2]).toContain('echo 0 >');
+    expect(w.slice(3)).toEqual(['sandbox-cgroup-wrapper', '/cg/a/tasks', '--', 'bwrap']);
   });
 });

@@ -1,0 +1,83 @@
+import { readdir } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../../helpers/processes.js';
+import { E2E, text } from './harness.js';
+
+/** The runner's cgroup folders on this host (v1: one per controller; v2: one). */
+async function runnerCgroups(runnerId: string): Promise<string[]> {
+  const parent = `sandbox-runner-${runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`;
+  const roots = ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu'];
+  const out: string[] = [];
+  for (const r of roots) {
+    for (const e of await readdir(`${r}/${parent}`, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) out.push(`${r}/${parent}/${e.name}`);
+  }
+  return out;
+}
+
+/** Host pids of bwrap processes whose command line names `dir`. */
+async function bwrapsUnder(dir: string): Promise<number[]> {
+  const { readFile } = await import('node:fs/promises');
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (cmd.some((a) => a.endsWith('bwrap')) && cmd.some((a) => a.startsWith(dir))) pids.push(Number(name));
+  }
+  return pids;
+}
+
+// The spare: one never-used fresh sandbox made ahead for the next call without
+// a session. Real control plane, real runner process, real bubblewrap.
+describe('the spare fresh sandbox', () => {
+  let e2e: E2E;
+  beforeAll(async () => {
+    // A short drain, so that shutdown cancels the call left running by the last test well before the harness's SIGKILL.
+    e2e = await E2E.start({ SANDBOX_RUNNER_SANDBOX__SPARE: 'true', SANDBOX_RUNNER_CALLS__DRAIN_TIMEOUT_MS: '500' });
+  });
+  afterAll(() => e2e?.stop());
+
+  it('is made ahead: one sandbox folder waits while the runner is idle', async () => {
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'spare made');
+  });
+
+  it('serves one call only: files a call writes are never seen by the next', async () => {
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await e2e.call('exec', { argv: ['/bin/sh', '-c', `ls -A /workspace /tmp; echo call-${i} > /workspace/mark-${i}; echo t > /tmp/t-${i}`] });
+      expect(r).toMatchObject({ status: 'completed', isError: false });
+      seen.push(text(r.content));
+    }
+    for (const out of seen) {
+      expect(out).not.toMatch(/mark-|t-\d/);
+    }
+    // Each call's sandbox is removed after it; the one folder left is the next, untouched spare.
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'used sandboxes removed');
+    const [left] = await e2e.sandboxDirs();
+    expect(await readdir(`${e2e.workDir}/${left}/workspace`)).toEqual([]);
+  });
+
+  it('is as isolated and limited as a sandbox made on demand', async () => {
+    const r = await e2e.call('exec', {
+      argv: ['/bin/sh', '-c', 'id -u; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " "; env | cut -d= -f1 | sort | tr "\\n" " "'],
+      env: { ONLY_THIS: '1' },
+    });
+    expect(r.isError).toBe(false);
+    const lines = text(r.content).split('\n');
+    // uid 1000 inside, only the loopback interface, only the environment given.
+    expect(lines).toContain('1000');
+    expect(lines.some((l) => l.trim() === 'HOME LANG ONLY_THIS PATH PWD TERM'), lines.join('|')).toBe(true);
+    expect(lines.filter((l) => /^[a-z0-9]+$/.test(l) && !/^\d+$/.test(l))).toEqual(['lo']);
+  });
+
+  it('shutdown leaves no sandbox folder, no bwrap process and no cgroup behind', async () => {
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'spare made');
+    expect((await runnerCgroups(e2e.runnerId)).length).toBeGreaterThan(0);
+    // A call still running at shutdown, beside the spare.
+    const id = await e2e.start('exec', { argv: ['sleep', '100'] });
+    await waitUntil(async () => ((await e2e.get(id)).status === 'running' ? true : undefined), 10_000, 'call running');
+    await e2e.runner.stop();
+    expect(await e2e.sandboxDirs()).toEqual([]);
+    expect(await runnerCgroups(e2e.runnerId)).toEqual([]);
+    expect(await bwrapsUnder(e2e.workDir)).toEqual([]);
+  });
+});
