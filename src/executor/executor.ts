@@ -317,7 +317,8 @@ export class Executor {
         sandbox: () =>
           target.hasSandbox || !req.span
             ? target.sandbox(controller.signal)
-            : req.span.run('sandbox.create', () => target.sandbox(controller.signal), { 'sandbox.driver': target.spec.driver }),
+            : // Also when a spare made ahead is handed over: the span shows the call got its sandbox, and how fast.
+              req.span.run('sandbox.create', () => target.sandbox(controller.signal), { 'sandbox.driver': target.spec.driver, 'sandbox.spare': target.hasSpare }),
         isolates: this.options.isolates,
         session: target.state,
         env: req.env ?? {},

@@ -110,8 +110,14 @@ export class Session {
       });
   }
 
+  /** True once a call has asked for the sandbox (it exists or is being made for it). */
   get hasSandbox(): boolean {
-    return this.sandboxPromise !== undefined || this.preset !== undefined;
+    return this.sandboxPromise !== undefined;
+  }
+
+  /** True while a spare made ahead waits to be this session's sandbox. */
+  get hasSpare(): boolean {
+    return this.preset !== undefined;
   }
 
   /** Disposes tool state, then the sandbox. Idempotent; keeps the first error. */

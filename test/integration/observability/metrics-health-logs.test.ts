@@ -30,6 +30,9 @@ describe('metrics, health and logs of a running daemon', () => {
     runner = startCli(['start', '--state-dir', paired.stateDir, '--log-level', 'debug'], {
       SANDBOX_RUNNER_HEALTH__PORT: '0',
       SANDBOX_RUNNER_POLICY__TOOLS__DENY: '["exec"]',
+      // The sandbox gauge is counted exactly here; the spare sandbox made ahead
+      // (one more live sandbox, coming and going between calls) has its own tests.
+      SANDBOX_RUNNER_SANDBOX__SPARE: 'false',
     });
     spine.runners.push(runner);
     await spine.waitConnected(runnerId);

@@ -96,6 +96,8 @@ describe('the span tree of a call', () => {
     expect(call.attributes).toMatchObject({ 'tool.name': 'bash', 'call.status': 'completed' });
     const create = spans.find((s) => s.name === 'sandbox.create')!;
     expect(create.source).toBe('runner');
+    // Whether the call took the spare sandbox made ahead, or made its own.
+    expect(typeof create.attributes['sandbox.spare']).toBe('boolean');
   });
 
   it('a failed call marks tool.call as an error', async () => {
