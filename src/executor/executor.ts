@@ -289,7 +289,7 @@ export class Executor {
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
     const ephemeral = session
       ? undefined
-      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), this.spare?.take(ephemeralSpec));
+      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), () => this.spare?.take(ephemeralSpec));
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
@@ -318,7 +318,15 @@ export class Executor {
           target.hasSandbox || !req.span
             ? target.sandbox(controller.signal)
             : // Also when a spare made ahead is handed over: the span shows the call got its sandbox, and how fast.
-              req.span.run('sandbox.create', () => target.sandbox(controller.signal), { 'sandbox.driver': target.spec.driver, 'sandbox.spare': target.hasSpare }),
+              req.span.run(
+                'sandbox.create',
+                async (span) => {
+                  const sandbox = await target.sandbox(controller.signal);
+                  span.setAttributes({ 'sandbox.spare': target.tookSpare });
+                  return sandbox;
+                },
+                { 'sandbox.driver': target.spec.driver },
+              ),
         isolates: this.options.isolates,
         session: target.state,
         env: req.env ?? {},

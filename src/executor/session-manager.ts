@@ -63,18 +63,26 @@ export class Session {
     private readonly driver: () => SandboxDriver,
     readonly ephemeral: boolean,
     private readonly onSandbox: (change: SandboxChange) => void = () => undefined,
-    /** A sandbox made ahead for this spec (the spare), owned by this session from now on. */
-    private preset?: Promise<Sandbox>,
+    /**
+     * Hands over a sandbox made ahead for this spec (the spare), if there is
+     * one; asked only when a call first needs a sandbox, so a call that never
+     * does (javascript on the isolate) leaves the spare for the next.
+     */
+    private takeSpare?: () => Promise<Sandbox> | undefined,
   ) {}
+
+  /** True when this session's sandbox is a spare made ahead. */
+  tookSpare = false;
 
   /** The session's sandbox, created on first use. */
   sandbox(signal?: AbortSignal): Promise<Sandbox> {
     if (this.disposed) return Promise.reject(new RunnerError('sandbox_failed', `session ${this.id} is closed`));
-    if (!this.sandboxPromise && this.preset) {
-      const preset = this.preset;
-      this.preset = undefined;
+    const spare = this.sandboxPromise ? undefined : this.takeSpare?.();
+    this.takeSpare = undefined;
+    if (spare) {
+      this.tookSpare = true;
       // A spare whose making failed is replaced by a sandbox made now.
-      this.sandboxPromise = preset.catch(() => this.create(signal));
+      this.sandboxPromise = spare.catch(() => this.create(signal));
       this.sandboxPromise.catch(() => {
         this.sandboxPromise = undefined;
       });
@@ -115,11 +123,6 @@ export class Session {
     return this.sandboxPromise !== undefined;
   }
 
-  /** True while a spare made ahead waits to be this session's sandbox. */
-  get hasSpare(): boolean {
-    return this.preset !== undefined;
-  }
-
   /** Disposes tool state, then the sandbox. Idempotent; keeps the first error. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
@@ -127,10 +130,9 @@ export class Session {
     let first: unknown;
     try {
       await this.state.dispose().catch((e: unknown) => (first ??= e));
-      // A spare handed over but never asked for is this session's to remove too.
-      const p = this.sandboxPromise ?? this.preset;
+      const p = this.sandboxPromise;
       this.sandboxPromise = undefined;
-      this.preset = undefined;
+      this.takeSpare = undefined;
       if (p) {
         const sb = await p.catch(() => undefined);
         if (sb) {
@@ -192,8 +194,8 @@ export class SessionManager {
   }
 
   /** A throwaway session for one call, optionally on a spare sandbox made ahead; the caller disposes it. */
-  ephemeral(spec: SessionSpec, driver: () => SandboxDriver, spare?: Promise<Sandbox>): Session {
-    return new Session(`call-${randomBytes(6).toString('hex')}`, spec, driver, true, this.options.onSandboxChange, spare);
+  ephemeral(spec: SessionSpec, driver: () => SandboxDriver, takeSpare?: () => Promise<Sandbox> | undefined): Session {
+    return new Session(`call-${randomBytes(6).toString('hex')}`, spec, driver, true, this.options.onSandboxChange, takeSpare);
   }
 
   async close(id: string): Promise<boolean> {
