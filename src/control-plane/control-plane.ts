@@ -119,7 +119,7 @@ export class ControlPlane {
     const registry = await RunnerRegistry.load(dataDir.root, queue);
     const pairing = await Pairing.load(dataDir.root, queue, registry, clock, this.#o.pairingTokenTtlMs ?? DEFAULT_PAIRING_TOKEN_TTL_MS);
     const store = await CallStore.load(join(dataDir.root, 'calls'), queue);
-    const traces = new TraceStore(join(dataDir.root, 'traces'), queue);
+    const traces = new TraceStore(join(dataDir.root, 'traces'), queue, logger);
     const audit = new AuditStore(join(dataDir.root, 'audit'), queue);
     const tracer = new ControlPlaneTracer(traces, logger);
 
@@ -141,7 +141,7 @@ export class ControlPlane {
         case 'tool.result':
           return void calls.onResult(runnerId, conn, msg).catch(failed('a tool result'));
         case 'span':
-          return void traces.add(msg.spans.map((s) => ({ ...s, source: 'runner' as const, runnerId }))).catch(failed('spans'));
+          return traces.add(msg.spans.map((s) => ({ ...s, source: 'runner' as const, runnerId })));
         case 'audit.checkpoint':
           return void audit
             .add(runnerId, { seq: msg.seq, hash: msg.hash, signature: msg.signature, at: msg.at, receivedAt: new Date(clock()).toISOString() })

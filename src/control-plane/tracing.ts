@@ -37,16 +37,14 @@ class StoreExporter implements SpanExporter {
   ) {}
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    this.store.add(spans.map(toStoredSpan)).then(
-      () => done({ code: ExportResultCode.SUCCESS }),
-      (error: Error) => {
-        this.logger.error({ err: error }, 'could not store control-plane spans; check the data dir is writable');
-        done({ code: ExportResultCode.FAILED, error });
-      },
-    );
+    // Held by the store and written a moment later (it logs a failed write).
+    this.store.add(spans.map(toStoredSpan));
+    done({ code: ExportResultCode.SUCCESS });
   }
 
-  async shutdown(): Promise<void> {}
+  async shutdown(): Promise<void> {
+    await this.store.flush().catch((err: unknown) => this.logger.error({ err }, 'could not store spans; check the data dir is writable'));
+  }
 }
 
 /** The root span of one tool call and the `traceparent` that carries it to the runner. */

@@ -1,4 +1,4 @@
-import sodium from 'libsodium-wrappers';
+import { createPrivateKey, createPublicKey, randomBytes, sign, type KeyObject } from 'node:crypto';
 import type { Signature } from '../protocol/messages.js';
 import { canonicalBytes } from './canonical-json.js';
 
@@ -48,19 +48,38 @@ export async function signRequest<T extends SignableMessage>(
   message: T,
   options: SignRequestOptions,
 ): Promise<T & { sig: Signature }> {
-  await sodium.ready;
   return signRequestSync(message, options);
 }
 
-/**
- * signRequest for a caller that has already awaited `sodium.ready` (the
- * control plane signs inside its synchronous send path).
- */
+/** signRequest, synchronously (the control plane signs inside its synchronous send path). */
 export function signRequestSync<T extends SignableMessage>(message: T, options: SignRequestOptions): T & { sig: Signature } {
   const ts = (options.clock ?? Date.now)();
-  const nonce = options.nonce ?? sodium.to_base64(sodium.randombytes_buf(18), sodium.base64_variants.URLSAFE_NO_PADDING);
+  const nonce = options.nonce ?? randomBytes(18).toString('base64url');
   const unsigned = { ...message, sig: { ts, nonce, runnerId: options.runnerId, value: '' } };
-  const signature = sodium.crypto_sign_detached(signedBytes(unsigned), options.secretKey);
-  const value = sodium.to_base64(signature, sodium.base64_variants.ORIGINAL);
+  // The same Ed25519 signature libsodium makes (EdDSA is deterministic), through
+  // OpenSSL: a few times faster, and this runs once per request sent.
+  const value = sign(null, signedBytes(unsigned), ed25519PrivateKey(options.secretKey)).toString('base64');
   return { ...message, sig: { ts, nonce, runnerId: options.runnerId, value } };
+}
+
+// DER prefixes that wrap a raw Ed25519 key as PKCS#8 (private) and SPKI (public), RFC 8410.
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** Keys converted once per key (the same key signs or verifies every request). */
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+
+/** A libsodium-layout Ed25519 secret key (seed ‖ public key, 64 bytes) as an OpenSSL key object. */
+export function ed25519PrivateKey(secretKey: Uint8Array): KeyObject {
+  let key = privateKeys.get(secretKey);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, secretKey.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+    privateKeys.set(secretKey, key);
+  }
+  return key;
+}
+
+/** A raw 32-byte Ed25519 public key as an OpenSSL key object. */
+export function ed25519PublicKey(publicKey: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519, publicKey]), format: 'der', type: 'spki' });
 }

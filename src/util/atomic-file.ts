@@ -6,15 +6,18 @@ import { basename, dirname, join } from 'node:path';
  * Writes a file atomically with mode 0600 (by default): a temporary file in the
  * same directory, fsync, rename over the target, fsync of the directory. A
  * reader sees the old or the new content, never a torn one, also after a crash
- * or a power loss.
+ * or a power loss. With `durable: false` the two fsyncs are left out: still
+ * never torn for a crash of the process, but a power loss may lose the write
+ * (for data that is diagnostic, not a record anything depends on).
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o600, options: { durable?: boolean } = {}): Promise<void> {
+  const durable = options.durable ?? true;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(tmp, 'wx', mode);
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (durable) await handle.sync();
   } catch (err) {
     await handle.close();
     await rm(tmp, { force: true });
@@ -27,7 +30,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     await rm(tmp, { force: true });
     throw err;
   }
-  await syncDir(dir);
+  if (durable) await syncDir(dir);
 }
 
 /** fsync of a directory, so that a rename or a new file survives a power loss. */
