@@ -82,6 +82,11 @@ export class CallStore {
     return this.#queue.run(join(this.#dir, `${id}.json`), async () => undefined);
   }
 
+  /** Holds the record (a copy) in memory only; a later save() writes it. */
+  put(record: CallRecord): void {
+    this.#records.set(record.id, structuredClone(record));
+  }
+
   /** Stores the record (a copy) and resolves once it is on disk. */
   save(record: CallRecord): Promise<void> {
     const copy = structuredClone(record);

@@ -215,6 +215,7 @@ export class HttpApi {
       ...(body.sessionId !== undefined ? { sessionId: body.sessionId } : {}),
       ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
       ...(body.credentials?.length ? { credentials: body.credentials, runnerBoxPublicKey: runner.boxPublicKey } : {}),
+      deferSave: wait,
     });
     return this.#respondCall(req, res, record, wait, saved);
   }

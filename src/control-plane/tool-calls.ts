@@ -39,6 +39,14 @@ export interface SubmitRequest {
   /** Plain credentials and vault references; sealed here to `runnerBoxPublicKey`, never stored plain. */
   credentials?: CredentialsBody;
   runnerBoxPublicKey?: string;
+  /**
+   * The client waits for the end (wait=true): the record's first write is put
+   * off by ACCEPT_WRITE_DELAY_MS and skipped when the call has ended by then
+   * (its end is written instead). Nobody was told the call exists before its
+   * end; if the control plane dies first, the client sees its request fail and
+   * a retry with the same id gets the runner's stored result, never a second run.
+   */
+  deferSave?: boolean;
 }
 
 export interface ToolCallsOptions {
@@ -141,7 +149,7 @@ export class ToolCalls {
       pending: msg,
     };
     this.#liveOf(req.id).span = span;
-    const saved = this.#o.store.save(record);
+    const saved = req.deferSave ? this.#deferSave(record) : this.#o.store.save(record);
     // Sent while the record is being written: the runner's work overlaps the
     // fsync. A crash before the write lands loses a call nobody was answered
     // for; a retry with the same id is deduplicated by the runner.
@@ -215,6 +223,20 @@ export class ToolCalls {
       if (!record.accepted) this.#dispatch(record);
       if (record.cancelRequested) this.#sendCancel(record);
     }
+  }
+
+  /** Writes a new record a moment later unless the call has ended (and written its end) by then. */
+  #deferSave(record: CallRecord): Promise<void> {
+    this.#o.store.put(record);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#acceptTimers.delete(timer);
+        const current = this.#o.store.get(record.id);
+        if (!current || current.status !== 'running') return resolve(this.#o.store.settled(record.id));
+        this.#o.store.save(current).then(resolve, reject);
+      }, ACCEPT_WRITE_DELAY_MS);
+      this.#acceptTimers.set(timer, record);
+    });
   }
 
   onAccepted(runnerId: string, msg: MessageOf<RunnerMessage, 'tool.accepted'>): void {
@@ -306,12 +328,13 @@ export class ToolCalls {
   async dispose(): Promise<void> {
     const unsaved = [...this.#acceptTimers].map(([timer, record]) => {
       clearTimeout(timer);
-      return record;
+      return record.id;
     });
     this.#acceptTimers.clear();
     this.#live.clear();
-    // On a clean stop the acceptances still waiting to be written are written now.
-    await Promise.all(unsaved.filter((r) => r.status === 'running').map((r) => this.#o.store.save(r)));
+    // On a clean stop the records and acceptances still waiting to be written are written now, as they stand.
+    const current = [...new Set(unsaved)].map((id) => this.#o.store.get(id)).filter((r): r is CallRecord => r?.status === 'running');
+    await Promise.all(current.map((r) => this.#o.store.save(r)));
   }
 
   async #finish(record: CallRecord, status: CallStatus, content: ToolResultContent, isError: boolean, durationMs: number): Promise<void> {

@@ -1,4 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitUntil } from '../../helpers/processes.js';
 import { encodeOutputFrame } from '../../../src/protocol/index.js';
 import { TestRunner, msgId, pair, readEvents, resultFor, startControlPlane, type Paired, type TestControlPlane } from './test-runner.js';
 
@@ -130,6 +133,22 @@ describe('control plane tool calls', () => {
     const late: string[] = [];
     for await (const ev of readEvents(await t!.api('/v1/tool-calls/toolu_e2e/events'))) late.push(ev.event);
     expect(late).toEqual(['result']);
+  });
+
+  it('keeps a running call on disk while a client waits, and acknowledges the result only once its end is on disk', async () => {
+    const { p, runner } = await setup();
+    const waiting = post(p.runnerId, { id: 'toolu_disk', name: 'javascript', input: { code: '1' } });
+    await runner.next('tool.call');
+    runner.send({ v: 1, id: msgId(), type: 'tool.accepted', callId: 'toolu_disk' });
+    const file = join(t!.dataDir, 'calls', 'toolu_disk.json');
+    const onDisk = async () => JSON.parse(await readFile(file, 'utf8').catch(() => 'null')) as { status: string } | null;
+    // A call that outlives a moment is written as running (a control-plane restart finds it).
+    await waitUntil(async () => (await onDisk())?.status === 'running', 10_000, 'the running record on disk');
+    runner.send(resultFor('toolu_disk', 'done'));
+    expect((await waiting).status).toBe(200);
+    // The ack comes after the end is written: the runner may forget the result only then.
+    expect((await runner.next('ack')).ids).toEqual(['toolu_disk']);
+    expect(await onDisk()).toMatchObject({ status: 'completed', content: 'done' });
   });
 
   it('with wait=false answers 202 and the record reads running, then the result', async () => {
