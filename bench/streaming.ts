@@ -1,3 +1,4 @@
+import http from 'node:http';
 import type { BenchStack } from './stack.js';
 
 /**
@@ -16,39 +17,39 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
       input: { command: `sleep 0.3; yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c ${bytes}` },
       timeoutMs: 120_000,
     });
-    const res = await fetch(`${stack.cp.url}/v1/tool-calls/${started.body.id}/events`, { headers: { authorization: `Bearer ${stack.cp.adminToken}` } });
-    const reader = res.body!.getReader();
+    const res = await openEvents(`${stack.cp.url}/v1/tool-calls/${started.body.id}/events`, stack.cp.adminToken);
     const events = new SseEvents();
     let seen = 0;
     let first = 0;
     let firstBytes = 0;
     let last = 0;
-    let ended = false;
     let replayed = false;
     let reads = 0;
-    while (!ended) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      reads++;
-      for (const event of events.push(value)) {
-        if (event.type === 'output') {
-          const now = performance.now();
-          const n = (JSON.parse(event.data) as { data: string }).data.length;
-          if (!first) {
-            first = now;
-            firstBytes = n;
-            // Output in the very first read came from the replay buffer, not live: the head start was too short.
-            replayed = reads === 1;
+    await new Promise<void>((resolve, reject) => {
+      res.on('data', (chunk: Buffer) => {
+        reads++;
+        for (const event of events.push(chunk)) {
+          if (event.type === 'output') {
+            const now = performance.now();
+            const n = (JSON.parse(event.data) as { data: string }).data.length;
+            if (!first) {
+              first = now;
+              firstBytes = n;
+              // Output in the very first read came from the replay buffer, not live: the head start was too short.
+              replayed = reads === 1;
+            }
+            last = now;
+            seen += n;
+            events.count++;
+          } else if (event.type === 'result') {
+            res.destroy();
+            resolve();
           }
-          last = now;
-          seen += n;
-          events.count++;
-        } else if (event.type === 'result') {
-          ended = true;
         }
-      }
-    }
-    await reader.cancel().catch(() => undefined);
+      });
+      res.once('end', resolve);
+      res.once('error', reject);
+    });
     // The runner streams up to the call's output cap; throughput counts what arrived.
     if (seen < bytes) process.stderr.write(`streaming: ${seen} of ${bytes} bytes arrived (the output cap)\n`);
     process.stderr.write(`streaming: run ${i + 1}: ${seen} bytes in ${events.count} output events, ${(last - first).toFixed(1)} ms first to last\n`);
@@ -57,6 +58,21 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
     out.push((seen - firstBytes) / 1024 / 1024 / ((last - first) / 1000));
   }
   return out;
+}
+
+/**
+ * Opens an SSE stream with node:http: its body arrives as Buffers, without
+ * the WHATWG stream machinery of fetch (which cost the bench's own process
+ * more than parsing did).
+ */
+function openEvents(url: string, token: string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`events: HTTP ${res.statusCode}`));
+      else resolve(res);
+    });
+    req.once('error', reject);
+  });
 }
 
 /**
