@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { BenchStack } from './stack.js';
 
@@ -9,6 +10,7 @@ import type { BenchStack } from './stack.js';
  */
 export async function measureStreaming(stack: BenchStack, runnerId: string, mb: number, runs = 3): Promise<number[]> {
   const out: number[] = [];
+  const runner = stack.runners.find((r) => r.id === runnerId)?.child.pid;
   const bytes = mb * 1024 * 1024;
   for (let i = 0; i < runs; i++) {
     const started = await stack.request('POST', `/v1/runners/${runnerId}/tool-calls?wait=false`, {
@@ -24,6 +26,10 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
     let firstBytes = 0;
     let last = 0;
     let replayed = false;
+    let cpuFirst: NodeJS.CpuUsage | undefined;
+    let cpuLast = { user: 0, system: 0 };
+    let runnerFirst = NaN;
+    let runnerLast = NaN;
     let reads = 0;
     await new Promise<void>((resolve, reject) => {
       res.on('data', (chunk: Buffer) => {
@@ -33,6 +39,8 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
             const now = performance.now();
             const n = (JSON.parse(event.data) as { data: string }).data.length;
             if (!first) {
+              cpuFirst = process.cpuUsage();
+              runnerFirst = runnerCpuMs(runner);
               first = now;
               firstBytes = n;
               // Output in the very first read came from the replay buffer, not live: the head start was too short.
@@ -40,7 +48,9 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
             }
             last = now;
             seen += n;
-            events.count++;
+            // CPU time is the steadier figure on a shared machine; the runner's is read from /proc every few events.
+            cpuLast = process.cpuUsage(cpuFirst);
+            if (events.count++ % 8 === 0) runnerLast = runnerCpuMs(runner);
           } else if (event.type === 'result') {
             res.destroy();
             resolve();
@@ -52,12 +62,27 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
     });
     // The runner streams up to the call's output cap; throughput counts what arrived.
     if (seen < bytes) process.stderr.write(`streaming: ${seen} of ${bytes} bytes arrived (the output cap)\n`);
-    process.stderr.write(`streaming: run ${i + 1}: ${seen} bytes in ${events.count} output events, ${(last - first).toFixed(1)} ms first to last\n`);
+    const perMb = (ms: number) => (ms / (seen / 1024 / 1024)).toFixed(1);
+    process.stderr.write(
+      `streaming: run ${i + 1}: ${seen} bytes in ${events.count} output events, ${(last - first).toFixed(1)} ms first to last; ` +
+        `CPU ms/MB: control plane + client ${perMb((cpuLast.user + cpuLast.system) / 1000)}, runner ${perMb(runnerLast - runnerFirst)}\n`,
+    );
     if (replayed) process.stderr.write('streaming: output was already buffered when the client subscribed; the figure is not a live reading\n');
     // The first event's bytes arrived before the clock started: only what came after it counts.
     out.push((seen - firstBytes) / 1024 / 1024 / ((last - first) / 1000));
   }
   return out;
+}
+
+/** CPU time (user + system) a process has used so far, in ms; NaN where /proc cannot tell. */
+function runnerCpuMs(pid: number | undefined): number {
+  try {
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 /**
