@@ -241,7 +241,7 @@ export class HttpApi {
     const sse = new SseStream(res);
     sse.open();
     const unsubscribe = this.#o.calls.subscribe(id, {
-      output: (event) => sse.event('output', JSON.stringify(event)),
+      output: (json) => sse.event('output', json),
       end: (record) => {
         sse.event('result', JSON.stringify(record));
         sse.end();

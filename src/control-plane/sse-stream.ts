@@ -17,7 +17,7 @@ export class SseStream {
   }
 
   /** Writes one event; `json` is its data, already serialised (one line: JSON has no raw newline). */
-  event(name: string, json: string): void {
+  event(name: string, json: string | Buffer): void {
     if (this.res.writableEnded) return;
     if (!this.#corked) {
       this.#corked = true;
@@ -27,7 +27,14 @@ export class SseStream {
         this.res.uncork();
       });
     }
-    this.res.write(`event: ${name}\ndata: ${json}\n\n`);
+    if (typeof json === 'string') {
+      this.res.write(`event: ${name}\ndata: ${json}\n\n`);
+      return;
+    }
+    // Bytes go out as they are, without a copy into a joined string.
+    this.res.write(`event: ${name}\ndata: `);
+    this.res.write(json);
+    this.res.write('\n\n');
   }
 
   /** Ends the response after what was written. */
