@@ -11,6 +11,7 @@ import { HttpError, readBody, requireAdmin, sendError, sendJson } from './http-u
 import { PairBodySchema, PairingTokenBodySchema, REFUSAL_MESSAGES, type Pairing } from './pairing.js';
 import type { RunnerHub } from './runner-hub.js';
 import type { RunnerRecord, RunnerRegistry } from './runner-registry.js';
+import { SseStream } from './sse-stream.js';
 import { SessionBodySchema, type SessionOutcome, type Sessions } from './sessions.js';
 import type { ToolCalls } from './tool-calls.js';
 import type { TraceStore } from './trace-store.js';
@@ -250,13 +251,13 @@ export class HttpApi {
 
   #events(res: ServerResponse, id: string): void {
     this.#call(id);
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    res.write(': connected\n\n');
+    const sse = new SseStream(res);
+    sse.open();
     const unsubscribe = this.#o.calls.subscribe(id, {
-      output: (event) => res.write(`event: output\ndata: ${JSON.stringify(event)}\n\n`),
+      output: (json) => sse.event('output', json),
       end: (record) => {
-        res.write(`event: result\ndata: ${JSON.stringify(record)}\n\n`);
-        res.end();
+        sse.event('result', JSON.stringify(record));
+        sse.end();
       },
     });
     res.on('close', unsubscribe);

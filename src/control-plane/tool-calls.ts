@@ -25,7 +25,8 @@ export interface OutputEvent {
 
 /** A listener on one call: its output as it arrives, then its end. */
 export interface CallSubscriber {
-  output(event: OutputEvent): void;
+  /** One output event, as the JSON of an OutputEvent (UTF-8), the same bytes for every subscriber. */
+  output(json: Buffer): void;
   end(record: PublicCall): void;
 }
 
@@ -62,7 +63,7 @@ export interface ToolCallsOptions {
 interface LiveCall {
   span: Span | undefined;
   subscribers: Set<CallSubscriber>;
-  buffer: OutputEvent[];
+  buffer: Buffer[];
   bufferedBytes: number;
   decoders: Partial<Record<'stdout' | 'stderr', StringDecoder>>;
   sentMessageIds: string[];
@@ -265,11 +266,15 @@ export class ToolCalls {
     const record = this.#o.store.get(callId);
     if (!record || record.runnerId !== runnerId || record.status !== 'running') return;
     const live = this.#liveOf(callId);
+    // Serialised once for all subscribers, and kept as bytes: output strings
+    // held for replay survived each young-generation GC and were copied by it,
+    // which cost the control plane more per MB than the serialising.
+    const json = Buffer.from(JSON.stringify(event));
     if (live.bufferedBytes < REPLAY_BYTES) {
-      live.buffer.push(event);
-      live.bufferedBytes += event.data.length;
+      live.buffer.push(json);
+      live.bufferedBytes += json.length;
     }
-    for (const s of live.subscribers) s.output(event);
+    for (const s of live.subscribers) s.output(json);
   }
 
   onOutputFrame(runnerId: string, frame: OutputFrame): void {

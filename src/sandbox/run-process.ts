@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { OutputStream, ProcessExit, RunResult, SandboxProcess } from './driver.js';
+import { OutputPump } from './output-pump.js';
 
 /**
  * The one place where a live SandboxProcess becomes a RunResult, shared by the
@@ -19,7 +20,10 @@ export interface RunProcessOptions {
   /** Wall-time budget from now, in milliseconds. */
   wallTimeMs: number;
   stdin?: string | Uint8Array;
-  /** Awaited per chunk: the stream is paused until it settles (backpressure). */
+  /**
+   * Receives output in batches (chunks read meanwhile are joined, up to 64 KiB),
+   * awaited one at a time; the stream is paused while 1 MiB waits (backpressure).
+   */
   onOutput?: (stream: OutputStream, chunk: Buffer) => void | Promise<void>;
   signal?: AbortSignal;
   /** Start of the run, for durationMs (default now); lets a driver count its spawn time. */
@@ -61,14 +65,16 @@ export async function runProcess(proc: SandboxProcess, options: RunProcessOption
   const collect = (name: OutputStream, stream: Readable): Promise<Collected> => {
     const c: Collected = { kept: [], keptBytes: 0, dropped: 0 };
     return new Promise<Collected>((resolve) => {
-      let pending: Promise<void> | undefined;
+      // Backpressure: the pump pauses the stream while the consumer lags; the
+      // pipe then fills and the child blocks in write().
+      const pump = options.onOutput ? new OutputPump(stream, (chunk) => options.onOutput!(name, chunk)) : undefined;
       let finished = false;
       const finish = (): void => {
         if (finished) return;
         finished = true;
         stream.off('data', onData);
         const done = async (): Promise<void> => {
-          if (pending) await pending.catch(() => undefined);
+          await pump?.idle();
           if (c.dropped > 0 && options.onOutput) {
             await Promise.resolve(options.onOutput(name, Buffer.from(truncationMarker(c.dropped)))).catch(() => undefined);
           }
@@ -86,19 +92,7 @@ export async function runProcess(proc: SandboxProcess, options: RunProcessOption
           c.keptBytes += keep.length;
         }
         c.dropped += chunk.length - (keep?.length ?? 0);
-        if (!keep || !options.onOutput) return;
-        const r = options.onOutput(name, keep);
-        if (r && typeof (r as Promise<void>).then === 'function') {
-          // Backpressure: the pipe fills while paused, and the child blocks in write().
-          stream.pause();
-          pending = (r as Promise<void>).then(
-            () => undefined,
-            () => undefined,
-          ).finally(() => {
-            pending = undefined;
-            stream.resume();
-          });
-        }
+        if (keep) pump?.push(keep);
       };
       stream.on('data', onData);
       stream.once('end', finish);

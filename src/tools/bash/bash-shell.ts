@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { OutputStream, ProcessExit, Sandbox, SandboxProcess } from '../../sandbox/driver.js';
+import { OutputPump } from '../../sandbox/output-pump.js';
 import { OutputCollector } from './output-collector.js';
 
 /** How one command ended. */
@@ -148,33 +149,31 @@ export class BashShell {
       if (stdoutDone && stderrDone) settle({ kind: 'done', exitCode: Number.parseInt(statusText.slice(1), 10) });
     };
 
-    const feed = (name: OutputStream, stream: Readable) => {
-      let chain = Promise.resolve();
-      return (chunk: Buffer): void => {
-        // Paused until the consumer took the chunk: a slow control plane slows the shell.
-        stream.pause();
-        chain = chain
-          .then(async () => {
-            const c = collectors[name];
-            if (name === 'stdout' && stdoutDone) return this.keepIdle('stdout', chunk);
-            if (name === 'stderr' && stderrDone) return this.keepIdle('stderr', chunk);
-            if (name === 'stdout' && c.found) return this.afterStatus(chunk, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
-            const after = await c.push(chunk);
-            if (collectors.stdout.dropped + collectors.stderr.dropped > ceiling) return settle({ kind: 'flood' });
-            if (after === undefined) return;
-            if (name === 'stdout') this.afterStatus(after, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
-            else {
-              stderrDone = true;
-              // The stderr sentinel line ends with a newline; anything after belongs to later output.
-              const rest = after.subarray(after.indexOf(10) + 1);
-              if (rest.length > 0) this.keepIdle('stderr', rest);
-              checkDone();
-            }
-          })
-          .finally(() => stream.resume());
-      };
+    const handle = async (name: OutputStream, chunk: Buffer): Promise<void> => {
+      const c = collectors[name];
+      if (name === 'stdout' && stdoutDone) return this.keepIdle('stdout', chunk);
+      if (name === 'stderr' && stderrDone) return this.keepIdle('stderr', chunk);
+      if (name === 'stdout' && c.found) return this.afterStatus(chunk, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
+      const after = await c.push(chunk);
+      if (collectors.stdout.dropped + collectors.stderr.dropped > ceiling) return settle({ kind: 'flood' });
+      if (after === undefined) return;
+      if (name === 'stdout') this.afterStatus(after, (t) => (statusText += t), () => ((stdoutDone = true), checkDone()));
+      else {
+        stderrDone = true;
+        // The stderr sentinel line ends with a newline; anything after belongs to later output.
+        const rest = after.subarray(after.indexOf(10) + 1);
+        if (rest.length > 0) this.keepIdle('stderr', rest);
+        checkDone();
+      }
     };
-    this.onData = { stdout: feed('stdout', this.proc.stdout), stderr: feed('stderr', this.proc.stderr) };
+    // Batched and in order; the pump pauses the pipe while the consumer lags,
+    // so a slow control plane slows the shell.
+    const pumps = {
+      stdout: new OutputPump(this.proc.stdout, (chunk) => handle('stdout', chunk)),
+      stderr: new OutputPump(this.proc.stderr, (chunk) => handle('stderr', chunk)),
+    };
+    const feed = (name: OutputStream) => (chunk: Buffer) => pumps[name].push(chunk);
+    this.onData = { stdout: feed('stdout'), stderr: feed('stderr') };
 
     const timer = setTimeout(() => settle({ kind: 'timeout' }), options.timeoutMs);
     const onAbort = (): void => settle({ kind: 'cancelled' });
@@ -199,7 +198,12 @@ export class BashShell {
       );
       const end = await ended;
       if (end.kind === 'timeout' || end.kind === 'cancelled' || end.kind === 'flood') await this.dispose();
-      if (end.kind !== 'done') await Promise.all([collectors.stdout.flush(), collectors.stderr.flush()]);
+      if (end.kind !== 'done') {
+        // What was read before the end still belongs to the command, but a
+        // stalled consumer must not hold up a timeout or cancel for long.
+        await Promise.race([Promise.all([pumps.stdout.idle(), pumps.stderr.idle()]), new Promise((r) => setTimeout(r, 1000).unref())]);
+        await Promise.all([collectors.stdout.flush(), collectors.stderr.flush()]);
+      }
       return {
         end,
         stdout: collectors.stdout.text(),
