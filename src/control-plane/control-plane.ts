@@ -119,7 +119,7 @@ export class ControlPlane {
     const registry = await RunnerRegistry.load(dataDir.root, queue);
     const pairing = await Pairing.load(dataDir.root, queue, registry, clock, this.#o.pairingTokenTtlMs ?? DEFAULT_PAIRING_TOKEN_TTL_MS);
     const store = await CallStore.load(join(dataDir.root, 'calls'), queue);
-    const traces = new TraceStore(join(dataDir.root, 'traces'), queue, logger);
+    const traces = new TraceStore(join(dataDir.root, 'traces'), logger);
     const audit = new AuditStore(join(dataDir.root, 'audit'), queue);
     const tracer = new ControlPlaneTracer(traces, logger);
 

@@ -43,7 +43,11 @@ class StoreExporter implements SpanExporter {
   }
 
   async shutdown(): Promise<void> {
-    await this.store.flush().catch((err: unknown) => this.logger.error({ err }, 'could not store spans; check the data dir is writable'));
+    try {
+      this.store.flush();
+    } catch (err) {
+      this.logger.error({ err }, 'could not store spans; check the data dir is writable');
+    }
   }
 }
 
