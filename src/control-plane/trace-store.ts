@@ -1,5 +1,4 @@
-import { appendFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SpanRecord } from '../protocol/index.js';
 import { noopLogger, type Logger } from '../util/logger.js';
@@ -22,14 +21,17 @@ const WRITE_DELAY_MS = 250;
  *
  * Spans are diagnostics, not records anything depends on: they are gathered in
  * memory for a moment (a call's spans arrive in a few batches) and appended
- * together in one synchronous write without fsync, off the path of the calls;
- * a read flushes its trace first, and `flush()` writes everything (stop). A
- * torn last line (a crash mid-write) is skipped when read.
+ * together in one write without fsync, off the path of the calls; a read
+ * flushes its trace first, and `flush()` writes everything (stop). A torn last
+ * line (a crash mid-write) is skipped when read. Appends to one trace are
+ * ordered (one chain per trace), so a read after a flush sees every span.
  */
 export class TraceStore {
   readonly #dir: string;
   readonly #logger: Logger;
   readonly #pending = new Map<string, StoredSpan[]>();
+  /** The last append asked for per trace, so appends and reads of one trace keep their order. */
+  readonly #writing = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(dir: string, logger: Logger = noopLogger) {
@@ -48,43 +50,44 @@ export class TraceStore {
     if (this.#pending.size > 0 && !this.#timer) {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
-        try {
-          this.flush();
-        } catch (err) {
-          this.#logger.error({ err }, 'could not store spans; check the data dir is writable');
-        }
+        this.flush().catch((err: unknown) => this.#logger.error({ err }, 'could not store spans; check the data dir is writable'));
       }, WRITE_DELAY_MS);
       this.#timer.unref();
     }
   }
 
   /**
-   * Writes the spans held in memory (of one trace, or all).
-   * @throws when the data dir cannot be written (the spans are dropped).
+   * Writes the spans held in memory (of one trace, or all); resolves once
+   * written, and after any earlier append of those traces.
+   * @throws when the data dir cannot be written (those spans are dropped).
    */
-  flush(traceId?: string): void {
-    const ids = traceId === undefined ? [...this.#pending.keys()] : this.#pending.has(traceId) ? [traceId] : [];
+  async flush(traceId?: string): Promise<void> {
+    const ids = traceId === undefined ? [...new Set([...this.#pending.keys(), ...this.#writing.keys()])] : [traceId];
     if (traceId === undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    let failed: unknown;
-    for (const id of ids) {
-      const list = this.#pending.get(id) ?? [];
-      this.#pending.delete(id);
-      try {
-        appendFileSync(this.#path(id), list.map((s) => JSON.stringify(s) + '\n').join(''), { mode: 0o600 });
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-    if (failed) throw failed;
+    await Promise.all(ids.map((id) => this.#append(id)));
+  }
+
+  #append(traceId: string): Promise<void> {
+    const list = this.#pending.get(traceId);
+    this.#pending.delete(traceId);
+    const prev = this.#writing.get(traceId) ?? Promise.resolve();
+    const next = list ? prev.catch(() => undefined).then(() => appendFile(this.#path(traceId), list.map((s) => JSON.stringify(s) + '\n').join(''), { mode: 0o600 })) : prev;
+    this.#writing.set(traceId, next);
+    void next
+      .catch(() => undefined)
+      .then(() => {
+        if (this.#writing.get(traceId) === next) this.#writing.delete(traceId);
+      });
+    return next;
   }
 
   /** The spans of a trace, oldest first; an empty list for an unknown or malformed id. */
   async get(traceId: string): Promise<StoredSpan[]> {
     if (!TRACE_ID.test(traceId)) return [];
-    this.flush(traceId);
+    await this.flush(traceId).catch(() => undefined);
     const text = await readFile(this.#path(traceId), 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return '';
       throw err;

@@ -43,11 +43,7 @@ class StoreExporter implements SpanExporter {
   }
 
   async shutdown(): Promise<void> {
-    try {
-      this.store.flush();
-    } catch (err) {
-      this.logger.error({ err }, 'could not store spans; check the data dir is writable');
-    }
+    await this.store.flush().catch((err: unknown) => this.logger.error({ err }, 'could not store spans; check the data dir is writable'));
   }
 }
 

@@ -41,7 +41,7 @@ describe('TraceStore', () => {
     dir = await mkdtemp(join(tmpdir(), 'traces-'));
     const first = new TraceStore(dir);
     first.add([span('x', 1), span('y', 2)]);
-    first.flush();
+    await first.flush();
     expect((await readFile(join(dir, `${TRACE}.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(2);
     await appendFile(join(dir, `${TRACE}.jsonl`), '{"traceId":"aaaa');
     expect((await new TraceStore(dir).get(TRACE)).map((s) => s.spanId)).toEqual(['x', 'y']);
