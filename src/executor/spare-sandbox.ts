@@ -14,6 +14,11 @@ import type { SessionSpec } from './session-manager.js';
  * network, environment) is the one it was made for, and never when the call
  * brings files or mounts. The call that takes it owns it and disposes it like
  * any fresh sandbox. dispose() removes an untaken spare (runner shutdown).
+ *
+ * Where the driver can, the spare also pre-starts its first process (bwrap: a
+ * hardened bwrap process waiting for its spec, see
+ * sandbox/bwrap/waiting-process.ts), so the taking call's first run costs one
+ * exec. The waiter is part of the sandbox: disposing it kills the waiter.
  */
 export interface SpareSandboxOptions {
   /** Makes a sandbox for `spec` (the session manager's path, so metrics and audit see it). */
@@ -61,13 +66,23 @@ export class SpareSandbox {
   prepare(spec: SessionSpec): void {
     const key = SpareSandbox.keyOf(spec);
     if (this.closed || key === undefined || this.slot) return;
-    const slot: Slot = { key, sandbox: this.options.make(spec) };
+    const slot: Slot = { key, sandbox: this.options.make(spec).then((sb) => this.prestart(sb)) };
     this.slot = slot;
     slot.sandbox.catch((err: unknown) => {
       // Calls then make their own; the next call's end tries again.
       if (this.slot === slot) this.slot = undefined;
       this.logger.warn({ err: describeError(err) }, 'making a spare sandbox failed');
     });
+  }
+
+  /**
+   * Pre-starts the spare's first process too, where the driver can (bwrap: the
+   * whole sandbox setup happens now, the call only execs). Without it the
+   * spare still serves, so a failure is only logged.
+   */
+  private async prestart(sandbox: Sandbox): Promise<Sandbox> {
+    await sandbox.prestart?.().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'pre-starting the spare sandbox failed'));
+    return sandbox;
   }
 
   /** Stops making spares and removes an untaken one. Idempotent: every caller waits for the same removal. */
