@@ -10,6 +10,7 @@ import type { RootEntry } from './bwrap-args.js';
 import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
+import { mountWorkspaceTmpfs, unmountWorkspaceTmpfs } from './workspace-mount.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -165,7 +166,7 @@ export class BwrapDriver implements SandboxDriver {
     const hostUid = hostUidFor(this.isRoot, this.options.hostUidBase, spec.id);
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
-      if (workspaceMounted) await execa('umount', ['-l', workspaceDir]);
+      if (workspaceMounted) await unmountWorkspaceTmpfs(workspaceDir);
       workspaceMounted = false;
     };
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -173,8 +174,7 @@ export class BwrapDriver implements SandboxDriver {
     try {
       if (this.isRoot) {
         // A tmpfs per workspace: a real cap on its size, and nothing left on disk after dispose.
-        const opts = `size=${Math.max(1024 * 1024, spec.limits.workspaceBytes)},mode=0700,uid=${hostUid},gid=${hostUid},nosuid,nodev`;
-        await execa('mount', ['-t', 'tmpfs', '-o', opts, 'sandbox-workspace', workspaceDir], { cancelSignal: signal });
+        await mountWorkspaceTmpfs(workspaceDir, spec.limits.workspaceBytes, hostUid, signal);
         workspaceMounted = true;
         cleanup.push(unmountWorkspace);
       }
