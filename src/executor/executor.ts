@@ -287,9 +287,14 @@ export class Executor {
     const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
     if (req.files?.length) ephemeralSpec.files = req.files;
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
+    const spare = session ? undefined : this.spare?.take(ephemeralSpec);
     const ephemeral = session
       ? undefined
-      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), this.spare?.take(ephemeralSpec));
+      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), spare);
+    // A pre-started spare makes this call's own run one exec, so the next spare
+    // is started now rather than after the call: calls that come back to back
+    // then find it ready (or nearly) instead of waiting for a whole sandbox setup.
+    if (spare) this.prepareSpare();
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
