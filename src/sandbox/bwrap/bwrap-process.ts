@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFile, statfs } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
@@ -151,7 +152,13 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
 /** Resolves once `pid` is gone or a zombie (bounded: a stuck process is left to dispose()). */
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    // Synchronous, as cgroup events are: a procfs read must not queue behind other sandboxes' removals.
+    let stat: string | undefined;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      stat = undefined;
+    }
     if (stat === undefined) return;
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     if (state === 'Z' || state === 'X') return;
