@@ -10,7 +10,7 @@ import type { RootEntry } from './bwrap-args.js';
 import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
-import { mountWorkspaceTmpfs, unmountWorkspaceTmpfs } from './workspace-mount.js';
+import { MountHelper } from './workspace-mount.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -66,6 +66,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly warnedImages = new Set<string>();
   private readonly rootEntries = new Map<string, Promise<RootEntry[]>>();
   private workRootChecked: Promise<void> | undefined;
+  /** Runs the workspaces' mount/umount (one small helper process, started on first use). */
+  private readonly mounts = new MountHelper();
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -166,7 +168,7 @@ export class BwrapDriver implements SandboxDriver {
     const hostUid = hostUidFor(this.isRoot, this.options.hostUidBase, spec.id);
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
-      if (workspaceMounted) await unmountWorkspaceTmpfs(workspaceDir);
+      if (workspaceMounted) await this.mounts.unmountWorkspace(workspaceDir);
       workspaceMounted = false;
     };
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -174,7 +176,7 @@ export class BwrapDriver implements SandboxDriver {
     try {
       if (this.isRoot) {
         // A tmpfs per workspace: a real cap on its size, and nothing left on disk after dispose.
-        await mountWorkspaceTmpfs(workspaceDir, spec.limits.workspaceBytes, hostUid, signal);
+        await this.mounts.mountWorkspace(workspaceDir, spec.limits.workspaceBytes, hostUid, signal);
         workspaceMounted = true;
         cleanup.push(unmountWorkspace);
       }
