@@ -100,6 +100,10 @@ export class Executor {
           await sb.dispose();
           onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
         },
+        // Two: a call takes one and the next is started at once, so calls that
+        // come back to back each find a spare that had about two calls' time
+        // to be made and pre-started (one alone is still being made).
+        size: 2,
         logger: this.logger,
       });
       // After the constructor: the drivers were probed before the executor was made.
