@@ -100,10 +100,11 @@ export class Executor {
           await sb.dispose();
           onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
         },
-        // Two: a call takes one and the next is started at once, so calls that
-        // come back to back each find a spare that had about two calls' time
-        // to be made and pre-started (one alone is still being made).
-        size: 2,
+        // Three: a call takes one and the next is made at once, its first
+        // process started when a call ends; calls that come back to back then
+        // each find a spare made and pre-started about two calls earlier, whose
+        // bwrap is ready (with one or two, it is often still setting up).
+        size: 3,
         logger: this.logger,
       });
       // After the constructor: the drivers were probed before the executor was made.
@@ -296,8 +297,9 @@ export class Executor {
       ? undefined
       : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), spare);
     // A pre-started spare makes this call's own run one exec, so the next spare
-    // is started now rather than after the call: calls that come back to back
-    // then find it ready (or nearly) instead of waiting for a whole sandbox setup.
+    // is made now rather than after the call (its first process starts when
+    // the call ends, see SpareSandbox.callEnded): calls that come back to back
+    // then find one ready instead of waiting for a whole sandbox setup.
     if (spare) this.prepareSpare();
     const target = session ?? ephemeral!;
     target.active++;
@@ -360,6 +362,7 @@ export class Executor {
         // it finishes in the background and shutdown() waits for it. A sandbox
         // that held credential files is removed before the result, so the files
         // never outlive the call.
+        if (spare) this.spare?.callEnded();
         const disposal = this.disposeInBackground(ephemeral);
         if (req.files?.length) await disposal;
         // The next spare is made after this call, so it never competes with the call's own run.

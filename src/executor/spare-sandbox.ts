@@ -48,6 +48,10 @@ export class SpareSandbox {
   private readonly size: number;
   /** Removals of spares made for a spec no longer asked for; dispose() waits for them. */
   private readonly dropping = new Set<Promise<void>>();
+  /** Calls running on a taken spare (take() until callEnded()). */
+  private running = 0;
+  /** Spares made while a call ran, whose first process starts when a call ends. */
+  private readonly unstarted = new Set<Sandbox>();
 
   constructor(private readonly options: SpareSandboxOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -71,7 +75,27 @@ export class SpareSandbox {
     const i = this.slots.findIndex((s) => s.key === key);
     if (i < 0) return undefined;
     const [slot] = this.slots.splice(i, 1);
-    return slot!.sandbox;
+    this.running++;
+    return slot!.sandbox.then((sb) => {
+      // Not pre-started yet: the call starts its process itself.
+      this.unstarted.delete(sb);
+      return sb;
+    });
+  }
+
+  /**
+   * Tells that a call that took a spare has ended: spares made meanwhile now
+   * pre-start their first process. Why wait: starting it is a spawn, which
+   * forks the runner's whole address space and blocks its event loop for
+   * milliseconds; done while a call runs, it delays that call's own exit and
+   * result. Right after a call, the runner waits for the next one anyway.
+   */
+  callEnded(): void {
+    this.running = Math.max(0, this.running - 1);
+    for (const sb of this.unstarted) {
+      this.unstarted.delete(sb);
+      void this.prestart(sb);
+    }
   }
 
   /**
@@ -84,7 +108,14 @@ export class SpareSandbox {
     if (this.closed || key === undefined) return;
     for (const stale of this.slots.filter((s) => s.key !== key)) this.drop(stale);
     while (this.slots.length < this.size) {
-      const slot: Slot = { key, sandbox: this.options.make(spec).then((sb) => this.prestart(sb)) };
+      const slot: Slot = {
+        key,
+        sandbox: this.options.make(spec).then((sb) => {
+          if (this.running === 0 || this.closed) return this.prestart(sb);
+          this.unstarted.add(sb);
+          return sb;
+        }),
+      };
       this.slots.push(slot);
       slot.sandbox.catch((err: unknown) => {
         // Calls then make their own; the next call tries again.
@@ -118,6 +149,7 @@ export class SpareSandbox {
   dispose(): Promise<void> {
     this.disposing ??= (async () => {
       this.closed = true;
+      this.unstarted.clear();
       const slots = this.slots;
       this.slots = [];
       await Promise.all([

@@ -99,9 +99,12 @@ describe('bwrap pre-started first process', () => {
     try {
       const proc = (await spawnOnWaiter(sb, { argv: ['/bin/sh', '-c', 'echo ready; exec cat'] })) as SandboxProcess & { waiting: number[] };
       await waitFor(proc.stdout, 'ready');
-      const cmdlines = await Promise.all(proc.waiting.map((p) => readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')));
-      expect(cmdlines.some((c) => c === 'cat\0')).toBe(true);
-      const catPid = proc.waiting[cmdlines.findIndex((c) => c === 'cat\0')]!;
+      // sh says ready, then execs cat: wait for that exec, in one of the pids that were the waiter.
+      const catPid = await waitUntil(async () => {
+        const cmdlines = await Promise.all(proc.waiting.map((p) => readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')));
+        const i = cmdlines.findIndex((c) => c === 'cat\0');
+        return i < 0 ? undefined : proc.waiting[i]!;
+      }, 20_000, 'the waiter to become cat');
       const status = await readFile(`/proc/${catPid}/status`, 'utf8');
       // A non-root host uid, no capabilities, every namespace its own.
       expect(Number(/^Uid:\s+(\d+)/m.exec(status)![1])).toBe(sb.hostUid);

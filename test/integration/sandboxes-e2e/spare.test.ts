@@ -36,13 +36,13 @@ describe('the spare fresh sandbox', () => {
   });
   afterAll(() => e2e?.stop());
 
-  it('is made ahead: two sandbox folders wait while the runner is idle, each with its first process pre-started', async () => {
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 2 ? true : undefined), 20_000, 'spares made');
+  it('is made ahead: three sandbox folders wait while the runner is idle, each with its first process pre-started', async () => {
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'spares made');
     // Each spare's bwrap is already running, waiting for the spec of the call that takes it.
     await waitUntil(async () => {
       const dirs = await e2e.sandboxDirs();
       for (const d of dirs) if ((await bwrapsUnder(`${e2e.workDir}/${d}/`)).length === 0) return undefined;
-      return dirs.length === 2 ? true : undefined;
+      return dirs.length === 3 ? true : undefined;
     }, 20_000, 'spares pre-started');
   });
 
@@ -57,7 +57,7 @@ describe('the spare fresh sandbox', () => {
       expect(out).not.toMatch(/mark-|t-\d/);
     }
     // Each call's sandbox is removed after it; the folders left are the next, untouched spares.
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 2 ? true : undefined), 20_000, 'used sandboxes removed');
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'used sandboxes removed');
     for (const left of await e2e.sandboxDirs()) expect(await readdir(`${e2e.workDir}/${left}/workspace`)).toEqual([]);
   });
 
@@ -75,7 +75,7 @@ describe('the spare fresh sandbox', () => {
   });
 
   it("hands a call its exact argv and env through the pre-started process, never on a host command line", async () => {
-    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 2 ? true : undefined), 20_000, 'spares pre-started');
+    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 3 ? true : undefined), 20_000, 'spares pre-started');
     const secret = `sk-spare-${process.pid}-${Date.now()}`;
     const argv = ['/bin/sh', '-c', 'printf "%s|" "$@"; echo "key:${#API_KEY}:${API_KEY%%-*}"; sleep 2', 'sh', 'a b', '$(id)', "it's", 'l1\nl2'];
     const id = await e2e.start('exec', { argv, env: { API_KEY: secret } });
@@ -101,8 +101,8 @@ describe('the spare fresh sandbox', () => {
   });
 
   it('shutdown leaves no sandbox folder, no bwrap process and no cgroup behind', async () => {
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 2 ? true : undefined), 20_000, 'spares made');
-    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 2 ? true : undefined), 20_000, 'spares pre-started');
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'spares made');
+    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 3 ? true : undefined), 20_000, 'spares pre-started');
     expect((await runnerCgroups(e2e.runnerId)).length).toBeGreaterThan(0);
     // A call still running at shutdown, beside the spare.
     const id = await e2e.start('exec', { argv: ['sleep', '100'] });
