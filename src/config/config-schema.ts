@@ -69,7 +69,7 @@ export const ConfigSchema = z
         defaultImage: z.string().describe('image used when a call names none').default('base'),
         spare: z
           .boolean()
-          .describe('keep one never-used bwrap sandbox made ahead for the next call without a session (default driver bwrap); it is removed at shutdown')
+          .describe('keep never-used bwrap sandboxes (three), each with its first process pre-started, made ahead for the next calls without a session (default driver bwrap); removed at shutdown')
           .default(true),
         limits: LimitsConfigSchema.prefault({}),
         bwrap: z

@@ -1,5 +1,5 @@
 import { describeIssues, type CallStatus, type LimitsRequest, type ToolResultContent } from '../protocol/index.js';
-import { DEFAULT_LIMITS, type DriverName, type InjectedFile, type NetworkSpec, type SandboxMount, type OutputStream, type SandboxLimits } from '../sandbox/driver.js';
+import { DEFAULT_LIMITS, type DriverName, type InjectedFile, type NetworkSpec, type SandboxMount, type OutputStream, type Sandbox, type SandboxLimits } from '../sandbox/driver.js';
 import type { ToolContext, ToolDefinition, ToolOutcome } from '../tools/tool.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import { noopLogger, type Logger } from '../util/logger.js';
@@ -100,6 +100,11 @@ export class Executor {
           await sb.dispose();
           onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
         },
+        // Three: a call takes one and the next is made at once, its first
+        // process started when a call ends; calls that come back to back then
+        // each find a spare made and pre-started about two calls earlier, whose
+        // bwrap is ready (with one or two, it is often still setting up).
+        size: 3,
         logger: this.logger,
       });
       // After the constructor: the drivers were probed before the executor was made.
@@ -287,9 +292,21 @@ export class Executor {
     const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
     if (req.files?.length) ephemeralSpec.files = req.files;
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
-    const ephemeral = session
-      ? undefined
-      : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), () => this.spare?.take(ephemeralSpec));
+    // The spare is taken only when the tool first asks for a sandbox: a call
+    // that never does (javascript on the isolate) leaves it for the next.
+    let tookSpare = false;
+    const takeSpare = (): Promise<Sandbox> | undefined => {
+      const taken = this.spare?.take(ephemeralSpec);
+      if (!taken) return undefined;
+      tookSpare = true;
+      // A pre-started spare makes this call's own run one exec, so the next spare
+      // is made now rather than after the call (its first process starts when
+      // the call ends, see SpareSandbox.callEnded): calls that come back to back
+      // then find one ready instead of waiting for a whole sandbox setup.
+      this.prepareSpare();
+      return taken;
+    };
+    const ephemeral = session ? undefined : this.sessions.ephemeral(ephemeralSpec, () => this.options.drivers.get(this.options.defaultDriver), takeSpare);
     const target = session ?? ephemeral!;
     target.active++;
     const streams = { stdout: redaction.stream(), stderr: redaction.stream() };
@@ -360,6 +377,7 @@ export class Executor {
         // it finishes in the background and shutdown() waits for it. A sandbox
         // that held credential files is removed before the result, so the files
         // never outlive the call.
+        if (tookSpare) this.spare?.callEnded();
         const disposal = this.disposeInBackground(ephemeral);
         if (req.files?.length) await disposal;
         // The next spare is made after this call, so it never competes with the call's own run.

@@ -4,8 +4,8 @@ import { noopLogger, type Logger } from '../util/logger.js';
 import type { SessionSpec } from './session-manager.js';
 
 /**
- * One never-used fresh sandbox made ahead for the next call without a session,
- * as the isolate pool keeps a spare isolate: creating a bwrap sandbox (tmpfs
+ * Never-used fresh sandboxes (`size`, default one) made ahead for the next
+ * calls without a session, as the isolate pool keeps a spare isolate: creating a bwrap sandbox (tmpfs
  * workspace, cgroups, folders) then happens between calls instead of inside one.
  *
  * A spare is made exactly as a call's own sandbox would be (the same driver
@@ -13,13 +13,24 @@ import type { SessionSpec } from './session-manager.js';
  * to at most one call and only when that call's spec (driver, image, limits,
  * network, environment) is the one it was made for, and never when the call
  * brings files or mounts. The call that takes it owns it and disposes it like
- * any fresh sandbox. dispose() removes an untaken spare (runner shutdown).
+ * any fresh sandbox. dispose() removes the untaken spares (runner shutdown).
+ *
+ * Where the driver can, the spare also pre-starts its first process (bwrap: a
+ * hardened bwrap process waiting for its spec, see
+ * sandbox/bwrap/waiting-process.ts), so the taking call's first run costs one
+ * exec. The waiter is part of the sandbox: disposing it kills the waiter.
  */
 export interface SpareSandboxOptions {
   /** Makes a sandbox for `spec` (the session manager's path, so metrics and audit see it). */
   make: (spec: SessionSpec) => Promise<Sandbox>;
   /** Disposes a sandbox the spare made but nobody took. */
   discard: (sandbox: Sandbox) => Promise<void>;
+  /**
+   * How many spares are kept (made or being made). Default 1. Two let calls
+   * that come back to back find one ready: a spare then has about two calls'
+   * time to be made and pre-started instead of one.
+   */
+  size?: number;
   logger?: Logger;
 }
 
@@ -29,13 +40,22 @@ interface Slot {
 }
 
 export class SpareSandbox {
-  private slot: Slot | undefined;
+  /** Oldest first: the one most likely ready is handed out first. */
+  private slots: Slot[] = [];
   private closed = false;
   private disposing: Promise<void> | undefined;
   private readonly logger: Logger;
+  private readonly size: number;
+  /** Removals of spares made for a spec no longer asked for; dispose() waits for them. */
+  private readonly dropping = new Set<Promise<void>>();
+  /** Calls running on a taken spare (take() until callEnded()). */
+  private running = 0;
+  /** Spares made while a call ran, whose first process starts when a call ends. */
+  private readonly unstarted = new Set<Sandbox>();
 
   constructor(private readonly options: SpareSandboxOptions) {
     this.logger = options.logger ?? noopLogger;
+    this.size = Math.max(1, Math.floor(options.size ?? 1));
   }
 
   /** The key a spec must match for the spare to serve it, or undefined when no spare may serve it. */
@@ -46,39 +66,99 @@ export class SpareSandbox {
   }
 
   /**
-   * Hands the spare over when it was made for `spec`; the caller owns it from
-   * here (disposes it). Undefined when there is none or it does not fit.
+   * Hands a spare over when one was made for `spec`; the caller owns it from
+   * here (disposes it). Undefined when there is none or none fits.
    */
   take(spec: SessionSpec): Promise<Sandbox> | undefined {
     const key = SpareSandbox.keyOf(spec);
-    if (this.closed || key === undefined || this.slot?.key !== key) return undefined;
-    const { sandbox } = this.slot;
-    this.slot = undefined;
-    return sandbox;
-  }
-
-  /** Starts making a spare for `spec` unless one is there (or being made) or the spare is closed. */
-  prepare(spec: SessionSpec): void {
-    const key = SpareSandbox.keyOf(spec);
-    if (this.closed || key === undefined || this.slot) return;
-    const slot: Slot = { key, sandbox: this.options.make(spec) };
-    this.slot = slot;
-    slot.sandbox.catch((err: unknown) => {
-      // Calls then make their own; the next call's end tries again.
-      if (this.slot === slot) this.slot = undefined;
-      this.logger.warn({ err: describeError(err) }, 'making a spare sandbox failed');
+    if (this.closed || key === undefined) return undefined;
+    const i = this.slots.findIndex((s) => s.key === key);
+    if (i < 0) return undefined;
+    const [slot] = this.slots.splice(i, 1);
+    this.running++;
+    return slot!.sandbox.then((sb) => {
+      // Not pre-started yet: the call starts its process itself.
+      this.unstarted.delete(sb);
+      return sb;
     });
   }
 
-  /** Stops making spares and removes an untaken one. Idempotent: every caller waits for the same removal. */
+  /**
+   * Tells that a call that took a spare has ended: spares made meanwhile now
+   * pre-start their first process. Why wait: starting it is a spawn, which
+   * forks the runner's whole address space and blocks its event loop for
+   * milliseconds; done while a call runs, it delays that call's own exit and
+   * result. Right after a call, the runner waits for the next one anyway.
+   */
+  callEnded(): void {
+    this.running = Math.max(0, this.running - 1);
+    for (const sb of this.unstarted) {
+      this.unstarted.delete(sb);
+      void this.prestart(sb);
+    }
+  }
+
+  /**
+   * Starts making spares for `spec` until `size` are there (or being made),
+   * unless the spare is closed. Spares made for another spec are discarded
+   * first: the default spec changed (a config reload), and they would never fit.
+   */
+  prepare(spec: SessionSpec): void {
+    const key = SpareSandbox.keyOf(spec);
+    if (this.closed || key === undefined) return;
+    for (const stale of this.slots.filter((s) => s.key !== key)) this.drop(stale);
+    while (this.slots.length < this.size) {
+      const slot: Slot = {
+        key,
+        sandbox: this.options.make(spec).then((sb) => {
+          if (this.running === 0 || this.closed) return this.prestart(sb);
+          this.unstarted.add(sb);
+          return sb;
+        }),
+      };
+      this.slots.push(slot);
+      slot.sandbox.catch((err: unknown) => {
+        // Calls then make their own; the next call tries again.
+        this.slots = this.slots.filter((s) => s !== slot);
+        this.logger.warn({ err: describeError(err) }, 'making a spare sandbox failed');
+      });
+    }
+  }
+
+  /** Removes one untaken spare in the background. */
+  private drop(slot: Slot): void {
+    this.slots = this.slots.filter((s) => s !== slot);
+    const removal = slot.sandbox
+      .then((sb) => this.options.discard(sb))
+      .catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'removing a spare sandbox failed'));
+    this.dropping.add(removal);
+    void removal.finally(() => this.dropping.delete(removal));
+  }
+
+  /**
+   * Pre-starts the spare's first process too, where the driver can (bwrap: the
+   * whole sandbox setup happens now, the call only execs). Without it the
+   * spare still serves, so a failure is only logged.
+   */
+  private async prestart(sandbox: Sandbox): Promise<Sandbox> {
+    await sandbox.prestart?.().catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'pre-starting the spare sandbox failed'));
+    return sandbox;
+  }
+
+  /** Stops making spares and removes the untaken ones. Idempotent: every caller waits for the same removal. */
   dispose(): Promise<void> {
     this.disposing ??= (async () => {
       this.closed = true;
-      const slot = this.slot;
-      this.slot = undefined;
-      if (!slot) return;
-      const sandbox = await slot.sandbox.catch(() => undefined);
-      if (sandbox) await this.options.discard(sandbox);
+      this.unstarted.clear();
+      const slots = this.slots;
+      this.slots = [];
+      await Promise.all([
+        ...slots.map(async (slot) => {
+          const sandbox = await slot.sandbox.catch(() => undefined);
+          if (sandbox) await this.options.discard(sandbox);
+        }),
+        ...this.dropping,
+      ]);
     })();
     return this.disposing;
   }

@@ -132,6 +132,11 @@ export interface Sandbox {
   readonly limits: SandboxLimits;
   spawn(options: SpawnOptions): Promise<SandboxProcess>;
   run(request: RunRequest): Promise<RunResult>;
+  /**
+   * Optional: starts the first process ahead of the first run, so that run
+   * costs less (bwrap's pre-started waiter). For sandboxes made ahead (the spare).
+   */
+  prestart?(): Promise<void>;
   /** Kills everything inside and removes the sandbox. Idempotent; keeps the first error. */
   dispose(): Promise<void>;
 }

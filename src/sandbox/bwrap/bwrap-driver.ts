@@ -10,6 +10,7 @@ import type { RootEntry } from './bwrap-args.js';
 import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
+import { MountHelper } from './workspace-mount.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -65,6 +66,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly warnedImages = new Set<string>();
   private readonly rootEntries = new Map<string, Promise<RootEntry[]>>();
   private workRootChecked: Promise<void> | undefined;
+  /** Runs the workspaces' mount/umount (one small helper process, started on first use). */
+  private readonly mounts = new MountHelper();
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -165,7 +168,7 @@ export class BwrapDriver implements SandboxDriver {
     const hostUid = hostUidFor(this.isRoot, this.options.hostUidBase, spec.id);
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
-      if (workspaceMounted) await execa('umount', ['-l', workspaceDir]);
+      if (workspaceMounted) await this.mounts.unmountWorkspace(workspaceDir);
       workspaceMounted = false;
     };
     const cleanup: Array<() => Promise<unknown>> = [];
@@ -173,8 +176,7 @@ export class BwrapDriver implements SandboxDriver {
     try {
       if (this.isRoot) {
         // A tmpfs per workspace: a real cap on its size, and nothing left on disk after dispose.
-        const opts = `size=${Math.max(1024 * 1024, spec.limits.workspaceBytes)},mode=0700,uid=${hostUid},gid=${hostUid},nosuid,nodev`;
-        await execa('mount', ['-t', 'tmpfs', '-o', opts, 'sandbox-workspace', workspaceDir], { cancelSignal: signal });
+        await this.mounts.mountWorkspace(workspaceDir, spec.limits.workspaceBytes, hostUid, signal);
         workspaceMounted = true;
         cleanup.push(unmountWorkspace);
       }

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
-import { readFile, statfs } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
+import { SPEC_FD } from './waiting-process.js';
 
 /**
  * A live process in a bwrap sandbox: bwrap's own pid on the host, whose death
@@ -19,14 +21,30 @@ export interface BwrapProcessOptions {
   /** How often limits are checked while the process runs. */
   monitorIntervalMs: number;
   signal?: AbortSignal;
+  /**
+   * Pre-start: open one more pipe, the waiter's spec input (fd SPEC_FD), and
+   * hold the limit monitor until begin() (the process waits, nothing to watch).
+   */
+  waiting?: boolean;
+}
+
+/** A started process that may still be waiting for its spec (see BwrapProcessOptions.waiting). */
+export interface StartedBwrapProcess extends SandboxProcess {
+  /** The waiter's spec input; undefined unless started `waiting`. */
+  readonly specInput: Writable | undefined;
+  /** Whether the process has exited (synchronously known). */
+  readonly dead: boolean;
+  /** Starts watching limits; a no-op unless started `waiting`, and after the first call. */
+  begin(): void;
 }
 
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
-export async function startBwrapProcess(options: BwrapProcessOptions): Promise<SandboxProcess> {
+export async function startBwrapProcess(options: BwrapProcessOptions): Promise<StartedBwrapProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
   const child = spawn(options.argv[0]!, options.argv.slice(1), {
     // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+    // fd 4 (SPEC_FD) when waiting: the spec the waiter reads, held by the runner alone.
+    stdio: options.waiting ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'],
     // The wrapper and bwrap need nothing from the runner's environment; the
     // sandbox's own environment is set with --clearenv/--setenv.
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
@@ -70,14 +88,19 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
   // Polling: cgroup v1 has no event fd for pids, and a fork bomb or a filler
   // loop that shrugs off EAGAIN/ENOSPC never ends by itself.
   let checking = false;
-  const monitor = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    void checkLimits().finally(() => {
-      checking = false;
-    });
-  }, options.monitorIntervalMs);
-  monitor.unref();
+  let monitor: NodeJS.Timeout | undefined;
+  const begin = (): void => {
+    if (monitor || dead) return;
+    monitor = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      void checkLimits().finally(() => {
+        checking = false;
+      });
+    }, options.monitorIntervalMs);
+    monitor.unref();
+  };
+  if (!options.waiting) begin();
 
   const onAbort = (): void => kill();
   if (options.signal?.aborted) onAbort();
@@ -109,19 +132,33 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
   });
   // A spawn failure surfaces through `exited`; avoid an unhandled rejection here.
   exited.catch(() => undefined);
+  const specInput = options.waiting ? (child.stdio[SPEC_FD] as Writable) : undefined;
+  // The waiter may die before reading (bwrap failed, the sandbox was disposed).
+  specInput?.on('error', () => undefined);
   return {
     stdin: child.stdin,
     stdout: child.stdout,
     stderr: child.stderr,
     exited,
     kill,
+    specInput,
+    get dead() {
+      return dead;
+    },
+    begin,
   };
 }
 
 /** Resolves once `pid` is gone or a zombie (bounded: a stuck process is left to dispose()). */
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    // Synchronous, as cgroup events are: a procfs read must not queue behind other sandboxes' removals.
+    let stat: string | undefined;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      stat = undefined;
+    }
     if (stat === undefined) return;
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     if (state === 'Z' || state === 'X') return;

@@ -5,7 +5,8 @@ import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, Spa
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
-import { startBwrapProcess } from './bwrap-process.js';
+import { startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
+import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** Everything a BwrapSandbox needs, gathered by the driver's create(). */
@@ -46,6 +47,10 @@ export class BwrapSandbox implements Sandbox {
   readonly limits: SandboxLimits;
   private readonly live = new Set<SandboxProcess>();
   private disposing: Promise<void> | undefined;
+  /** The pre-started process waiting for the first run's spec (prestart()). */
+  private waiter: StartedBwrapProcess | undefined;
+  /** Set by the first spawn: only a sandbox's first process may be pre-started. */
+  private spawned = false;
 
   constructor(private readonly init: BwrapSandboxInit) {
     this.id = init.id;
@@ -63,8 +68,12 @@ export class BwrapSandbox implements Sandbox {
     return this.init.hostUid;
   }
 
-  /** The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap. */
-  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>): string[] {
+  /**
+   * The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap.
+   * `waiting`: the pre-started waiter, whose environment, cwd and argv come
+   * later through its spec pipe, so bwrap gets an empty environment.
+   */
+  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): string[] {
     const i = this.init;
     const bwrap = buildBwrapArgs({
       bwrapPath: i.bwrapPath,
@@ -76,9 +85,9 @@ export class BwrapSandbox implements Sandbox {
       binds: i.binds,
       shareNet: i.shareNet,
       hostname: 'sandbox',
-      env: { ...i.env, ...options.env },
-      cwd: options.cwd ?? '/workspace',
-      argv: i.egress ? i.egress.wrap(options.argv) : options.argv,
+      env: waiting ? {} : { ...i.env, ...options.env },
+      cwd: waiting ? '/workspace' : (options.cwd ?? '/workspace'),
+      argv: waiting ? WAITER_ARGV : i.egress ? i.egress.wrap(options.argv) : options.argv,
       uid: 1000,
       gid: 1000,
       infoFd: 3,
@@ -92,9 +101,67 @@ export class BwrapSandbox implements Sandbox {
     return i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command;
   }
 
+  /**
+   * Starts, ahead of the first run, the bwrap process that run will use: the
+   * whole sandbox setup (cgroup join, uid drop, namespaces, mounts) happens
+   * now, and the first run only hands over its spec and costs one exec (see
+   * waiting-process.ts). Used by the spare sandbox. A waiter never taken is
+   * killed by dispose(). Resolves once the process is spawned.
+   */
+  async prestart(): Promise<void> {
+    if (this.disposing || this.spawned || this.waiter) return;
+    const proc = await startBwrapProcess({
+      argv: this.commandFor({ argv: [] }, true),
+      cgroup: this.init.cgroup,
+      workspaceDir: this.workspaceDir,
+      workspaceCapped: this.init.workspaceMounted,
+      monitorIntervalMs: this.init.monitorIntervalMs,
+      waiting: true,
+    });
+    this.track(proc);
+    // A spawn or dispose that came while it started: the waiter is not needed.
+    if (this.disposing || this.spawned) proc.kill();
+    else this.waiter = proc;
+  }
+
+  /** Hands the run to the pre-started waiter when there is one that can run it exactly as bwrap would. */
+  private takeWaiter(options: SpawnOptions): SandboxProcess | undefined {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (!waiter) return undefined;
+    const i = this.init;
+    const env = { ...i.env, ...options.env };
+    const cwd = options.cwd ?? '/workspace';
+    const argv = i.egress ? i.egress.wrap(options.argv) : options.argv;
+    if (waiter.dead || !waiter.specInput || !waiterCanRun(argv, env, cwd)) {
+      waiter.kill();
+      return undefined;
+    }
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = (): void => waiter.kill();
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        void waiter.exited.catch(() => undefined).finally(() => signal.removeEventListener('abort', onAbort));
+      }
+    }
+    waiter.specInput.end(encodeSpec({ argv, env, cwd }));
+    waiter.begin();
+    return waiter;
+  }
+
+  private track(proc: SandboxProcess): void {
+    this.live.add(proc);
+    void proc.exited.catch(() => undefined).finally(() => this.live.delete(proc));
+  }
+
   async spawn(options: SpawnOptions): Promise<SandboxProcess> {
     if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
     if (options.argv.length === 0) throw new RunnerError('invalid_input', 'argv is empty; give at least the program to run');
+    this.spawned = true;
+    const taken = this.takeWaiter(options);
+    if (taken) return taken;
     const proc = await startBwrapProcess({
       argv: this.commandFor(options),
       cgroup: this.init.cgroup,
@@ -103,8 +170,7 @@ export class BwrapSandbox implements Sandbox {
       monitorIntervalMs: this.init.monitorIntervalMs,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    this.live.add(proc);
-    void proc.exited.catch(() => undefined).finally(() => this.live.delete(proc));
+    this.track(proc);
     return proc;
   }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -190,10 +191,15 @@ export class SandboxCgroup {
     await writeFile(path.join(this.dir('cpu'), 'cpu.cfs_quota_us'), String(quota));
   }
 
-  /** Limit hits so far. */
+  /**
+   * Limit hits so far. Read synchronously: two small cgroupfs files answered
+   * from kernel memory in microseconds, while an async read waits for a free
+   * libuv thread, which the removal of other sandboxes (rm -r, rmdir retries)
+   * may hold for milliseconds — on the path of every run's start and end.
+   */
   async events(): Promise<CgroupEvents> {
     const field = async (file: string, key: string): Promise<number> => {
-      const text = await readFile(file, 'utf8').catch(() => '');
+      const text = readSmallFileSync(file);
       const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
       return m ? Number(m[1]) : 0;
     };
@@ -257,5 +263,14 @@ export class SandboxCgroup {
         }
       }
     }
+  }
+}
+
+/** A cgroupfs or procfs file's text, or '' when it cannot be read (the cgroup is gone). */
+function readSmallFileSync(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
   }
 }

@@ -36,8 +36,14 @@ describe('the spare fresh sandbox', () => {
   });
   afterAll(() => e2e?.stop());
 
-  it('is made ahead: one sandbox folder waits while the runner is idle', async () => {
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'spare made');
+  it('is made ahead: three sandbox folders wait while the runner is idle, each with its first process pre-started', async () => {
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'spares made');
+    // Each spare's bwrap is already running, waiting for the spec of the call that takes it.
+    await waitUntil(async () => {
+      const dirs = await e2e.sandboxDirs();
+      for (const d of dirs) if ((await bwrapsUnder(`${e2e.workDir}/${d}/`)).length === 0) return undefined;
+      return dirs.length === 3 ? true : undefined;
+    }, 20_000, 'spares pre-started');
   });
 
   it('serves one call only: files a call writes are never seen by the next', async () => {
@@ -50,10 +56,9 @@ describe('the spare fresh sandbox', () => {
     for (const out of seen) {
       expect(out).not.toMatch(/mark-|t-\d/);
     }
-    // Each call's sandbox is removed after it; the one folder left is the next, untouched spare.
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'used sandboxes removed');
-    const [left] = await e2e.sandboxDirs();
-    expect(await readdir(`${e2e.workDir}/${left}/workspace`)).toEqual([]);
+    // Each call's sandbox is removed after it; the folders left are the next, untouched spares.
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'used sandboxes removed');
+    for (const left of await e2e.sandboxDirs()) expect(await readdir(`${e2e.workDir}/${left}/workspace`)).toEqual([]);
   });
 
   it('is as isolated and limited as a sandbox made on demand', async () => {
@@ -69,8 +74,35 @@ describe('the spare fresh sandbox', () => {
     expect(lines.filter((l) => /^[a-z0-9]+$/.test(l) && !/^\d+$/.test(l))).toEqual(['lo']);
   });
 
+  it("hands a call its exact argv and env through the pre-started process, never on a host command line", async () => {
+    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 3 ? true : undefined), 20_000, 'spares pre-started');
+    const secret = `sk-spare-${process.pid}-${Date.now()}`;
+    const argv = ['/bin/sh', '-c', 'printf "%s|" "$@"; echo "key:${#API_KEY}:${API_KEY%%-*}"; sleep 2', 'sh', 'a b', '$(id)', "it's", 'l1\nl2'];
+    const id = await e2e.start('exec', { argv, env: { API_KEY: secret } });
+    const seen = new Set<string>();
+    const ended = e2e.waitEnded(id);
+    let done = false;
+    void ended.finally(() => (done = true));
+    // While the call runs, no host process has the value on its command line.
+    while (!done) {
+      for (const name of await readdir('/proc')) {
+        if (!/^\d+$/.test(name)) continue;
+        const { readFile } = await import('node:fs/promises');
+        const cmd = await readFile(`/proc/${name}/cmdline`).catch(() => Buffer.alloc(0));
+        if (cmd.includes(secret)) seen.add(name);
+      }
+    }
+    const r = await ended;
+    expect(seen.size).toBe(0);
+    expect(r).toMatchObject({ status: 'completed', isError: false });
+    expect(text(r.content)).toContain("a b|$(id)|it's|l1\nl2|");
+    // The program holds the value (its length and prefix printed, never the value itself).
+    expect(text(r.content)).toContain(`key:${secret.length}:sk`);
+  });
+
   it('shutdown leaves no sandbox folder, no bwrap process and no cgroup behind', async () => {
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 1 ? true : undefined), 20_000, 'spare made');
+    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'spares made');
+    await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 3 ? true : undefined), 20_000, 'spares pre-started');
     expect((await runnerCgroups(e2e.runnerId)).length).toBeGreaterThan(0);
     // A call still running at shutdown, beside the spare.
     const id = await e2e.start('exec', { argv: ['sleep', '100'] });
