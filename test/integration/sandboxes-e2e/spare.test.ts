@@ -56,9 +56,22 @@ describe('the spare fresh sandbox', () => {
     for (const out of seen) {
       expect(out).not.toMatch(/mark-|t-\d/);
     }
-    // Each call's sandbox is removed after it; the folders left are the next, untouched spares.
-    await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'used sandboxes removed');
-    for (const left of await e2e.sandboxDirs()) expect(await readdir(`${e2e.workDir}/${left}/workspace`)).toEqual([]);
+    // Each call's sandbox is removed after it (in the background, so a used one
+    // may still be there for a moment); in the end the folders left are the
+    // next spares, untouched. A used sandbox that stayed would time this out.
+    await waitUntil(
+      async () => {
+        const dirs = await e2e.sandboxDirs();
+        if (dirs.length !== 3) return undefined;
+        for (const d of dirs) {
+          const files = await readdir(`${e2e.workDir}/${d}/workspace`).catch(() => ['(being removed)']);
+          if (files.length > 0) return undefined;
+        }
+        return true;
+      },
+      20_000,
+      'used sandboxes removed, three untouched spares left',
+    );
   });
 
   it('is as isolated and limited as a sandbox made on demand', async () => {
