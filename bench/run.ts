@@ -97,7 +97,9 @@ async function main(): Promise<void> {
       `Run ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} × ${cpu}, Linux ${os.release()}, Node ${process.version}; ` +
         `${((Date.now() - started) / 1000).toFixed(0)} s. Round trips are measured at an HTTP client of the reference control plane ` +
         '(`POST /v1/runners/{id}/tool-calls`, wait=true): HTTP → control plane → WebSocket → runner process → sandbox → back, ' +
-        'including the control plane writing the result to disk before it answers.',
+        'the runner journaling the result (written before it is sent, fdatasync overlapping the send) and the control ' +
+        'plane answering as soon as the result is in (written to disk, then acknowledged, meanwhile). ' +
+        'Fresh bwrap sandboxes come from the runner\'s pre-started spares (sandbox.spare, on by default).',
       '',
       markdownTable(rows),
       '',
