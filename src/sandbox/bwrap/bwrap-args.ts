@@ -41,6 +41,13 @@ export interface BwrapArgsInput {
   argv: string[];
   /** fd on which bwrap writes `{"child-pid": N}` (the namespace's init, as a host pid). */
   infoFd?: number;
+  /**
+   * fd from which bwrap reads the environment's `--setenv` arguments
+   * (`--args FD`, see {@link envArgs}) instead of its command line, which any
+   * local user can read in /proc/<pid>/cmdline: environment values include
+   * credentials. Without it the values go on the command line (tests only).
+   */
+  envArgsFd?: number;
   /** uid/gid inside. */
   uid: number;
   gid: number;
@@ -75,10 +82,18 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--proc', '/proc', '--dev', '/dev');
   if (input.rootDir === undefined) a.push('--remount-ro', '/');
   a.push('--clearenv');
-  for (const [k, v] of Object.entries(input.env)) a.push('--setenv', k, v);
+  if (input.envArgsFd !== undefined) a.push('--args', String(input.envArgsFd));
+  else for (const [k, v] of Object.entries(input.env)) a.push('--setenv', k, v);
   a.push('--chdir', input.cwd);
   a.push('--', ...input.argv);
   return a;
+}
+
+/** The `--setenv NAME VALUE` arguments for `env`, NUL-separated, as bwrap's `--args FD` reads them. */
+export function envArgs(env: Record<string, string>): Buffer {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(env)) parts.push('--setenv', k, v);
+  return Buffer.from(parts.map((p) => `${p}\0`).join(''), 'utf8');
 }
 
 /**

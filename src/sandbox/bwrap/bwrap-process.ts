@@ -21,6 +21,8 @@ export interface BwrapProcessOptions {
   /** How often limits are checked while the process runs. */
   monitorIntervalMs: number;
   signal?: AbortSignal;
+  /** bwrap's `--setenv` arguments, written to fd ENV_ARGS_FD (`--args`): values stay off every command line. */
+  envArgs?: Buffer;
   /**
    * Pre-start: open one more pipe, the waiter's spec input (fd SPEC_FD), and
    * hold the limit monitor until begin() (the process waits, nothing to watch).
@@ -38,17 +40,25 @@ export interface StartedBwrapProcess extends SandboxProcess {
   begin(): void;
 }
 
+/** The fd, in the wrapper and bwrap, from which bwrap reads its environment arguments (`--args`). */
+export const ENV_ARGS_FD = 5;
+
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
 export async function startBwrapProcess(options: BwrapProcessOptions): Promise<StartedBwrapProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
   const child = spawn(options.argv[0]!, options.argv.slice(1), {
     // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
     // fd 4 (SPEC_FD) when waiting: the spec the waiter reads, held by the runner alone.
-    stdio: options.waiting ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'],
+    // fd 5 (ENV_ARGS_FD): the environment's --setenv arguments, read by bwrap itself.
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe', options.waiting ? 'pipe' : 'ignore', 'pipe'],
     // The wrapper and bwrap need nothing from the runner's environment; the
     // sandbox's own environment is set with --clearenv/--setenv.
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
+  const envInput = (child.stdio as unknown as Array<Writable | null>)[ENV_ARGS_FD]!;
+  // bwrap may fail before it reads (a bad binary path): nothing to report from here, the exit says it.
+  envInput.on('error', () => undefined);
+  envInput.end(options.envArgs ?? Buffer.alloc(0));
   let initPid: number | undefined;
   let info = '';
   const infoStream = child.stdio[3] as Readable | undefined;
@@ -136,9 +146,10 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
   // The waiter may die before reading (bwrap failed, the sandbox was disposed).
   specInput?.on('error', () => undefined);
   return {
-    stdin: child.stdin,
-    stdout: child.stdout,
-    stderr: child.stderr,
+    // The first three are always pipes (stdio above).
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
     exited,
     kill,
     specInput,

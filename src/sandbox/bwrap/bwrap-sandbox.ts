@@ -4,8 +4,8 @@ import { RunnerError } from '../../util/errors.js';
 import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, SpawnOptions } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
-import { buildBwrapArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
-import { startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
+import { buildBwrapArgs, envArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
+import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -69,12 +69,14 @@ export class BwrapSandbox implements Sandbox {
   }
 
   /**
-   * The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap.
+   * The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap,
+   * and the environment bwrap reads from fd ENV_ARGS_FD (never on a command line).
    * `waiting`: the pre-started waiter, whose environment, cwd and argv come
    * later through its spec pipe, so bwrap gets an empty environment.
    */
-  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): string[] {
+  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): { argv: string[]; envArgs: Buffer } {
     const i = this.init;
+    const env = waiting ? {} : { ...i.env, ...options.env };
     const bwrap = buildBwrapArgs({
       bwrapPath: i.bwrapPath,
       root: i.root,
@@ -85,7 +87,8 @@ export class BwrapSandbox implements Sandbox {
       binds: i.binds,
       shareNet: i.shareNet,
       hostname: 'sandbox',
-      env: waiting ? {} : { ...i.env, ...options.env },
+      env,
+      envArgsFd: ENV_ARGS_FD,
       cwd: waiting ? '/workspace' : (options.cwd ?? '/workspace'),
       argv: waiting ? WAITER_ARGV : i.egress ? i.egress.wrap(options.argv) : options.argv,
       uid: 1000,
@@ -98,7 +101,7 @@ export class BwrapSandbox implements Sandbox {
         : ['setpriv', `--reuid=${i.hostUid}`, `--regid=${i.hostUid}`, '--clear-groups', '--'];
     const prlimit = i.rlimits.length > 0 ? ['prlimit', ...i.rlimits, '--'] : [];
     const command = [...prlimit, ...setpriv, ...bwrap];
-    return i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command;
+    return { argv: i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command, envArgs: envArgs(env) };
   }
 
   /**
@@ -111,7 +114,7 @@ export class BwrapSandbox implements Sandbox {
   async prestart(): Promise<void> {
     if (this.disposing || this.spawned || this.waiter) return;
     const proc = await startBwrapProcess({
-      argv: this.commandFor({ argv: [] }, true),
+      ...this.commandFor({ argv: [] }, true),
       cgroup: this.init.cgroup,
       workspaceDir: this.workspaceDir,
       workspaceCapped: this.init.workspaceMounted,
@@ -163,7 +166,7 @@ export class BwrapSandbox implements Sandbox {
     const taken = this.takeWaiter(options);
     if (taken) return taken;
     const proc = await startBwrapProcess({
-      argv: this.commandFor(options),
+      ...this.commandFor(options),
       cgroup: this.init.cgroup,
       workspaceDir: this.workspaceDir,
       workspaceCapped: this.init.workspaceMounted,
