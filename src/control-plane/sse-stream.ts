@@ -5,10 +5,16 @@ import type { ServerResponse } from 'node:http';
  * write: output frames that arrive together (one socket read on the runner's
  * connection carries several) cost one syscall, not one each.
  */
+/** Bytes an SSE client may leave unread before it is let go (memory per client stays bounded). */
+export const SSE_MAX_BUFFERED = 16 * 1024 * 1024;
+
 export class SseStream {
   #corked = false;
 
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly maxBuffered = SSE_MAX_BUFFERED,
+  ) {}
 
   /** Sends the status and headers and a first comment, so the client sees the stream open at once. */
   open(): void {
@@ -16,9 +22,22 @@ export class SseStream {
     this.res.write(': connected\n\n');
   }
 
-  /** Writes one event; `json` is its data, already serialised (one line: JSON has no raw newline). */
+  /**
+   * Writes one event; `json` is its data, already serialised (one line: JSON
+   * has no raw newline). A client that leaves more than `maxBuffered` bytes
+   * unread gets a last `lagged` event and the stream ends: the control plane
+   * never holds an unbounded backlog for it. The call goes on; the client reads
+   * the record, or subscribes again (the start of the output is replayed).
+   */
   event(name: string, json: string | Buffer): void {
     if (this.res.writableEnded) return;
+    if (this.res.writableLength > this.maxBuffered) {
+      this.res.write(
+        `event: lagged\ndata: ${JSON.stringify({ message: `this client left more than ${this.maxBuffered} bytes of events unread; read faster, or GET the call record` })}\n\n`,
+      );
+      this.res.end();
+      return;
+    }
     if (!this.#corked) {
       this.#corked = true;
       this.res.cork();

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../helpers/processes.js';
@@ -149,6 +150,32 @@ describe('control plane tool calls', () => {
     // The ack comes after the end is written: the runner may forget the result only then.
     expect((await runner.next('ack')).ids).toEqual(['toolu_disk']);
     expect(await onDisk()).toMatchObject({ status: 'completed', content: 'done' });
+  });
+
+  it('lets an SSE client go with a lagged event once it leaves 16 MiB unread, and the call goes on', async () => {
+    const { p, runner } = await setup();
+    const res = await post(p.runnerId, { id: 'toolu_slow', name: 'javascript', input: { code: '1' } }, '?wait=false');
+    expect(res.status).toBe(202);
+    await runner.next('tool.call');
+    // A client that subscribes and then reads nothing: its response stays paused.
+    const slow = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get(`${t!.cp.url}/v1/tool-calls/toolu_slow/events`, { headers: { authorization: `Bearer ${t!.cp.adminToken}` } }, resolve).on('error', reject);
+    });
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    for (let seq = 0; seq < 48 * 16; seq++) runner.sendRaw(encodeOutputFrame({ callId: 'toolu_slow', seq, stream: 'stdout', data: chunk }));
+    runner.send(resultFor('toolu_slow', 'done'));
+    // The control plane handles a runner's messages in order: by the ack, every frame went to the client's stream.
+    expect((await runner.next('ack')).ids).toEqual(['toolu_slow']);
+    expect(((await (await t!.api('/v1/tool-calls/toolu_slow')).json()) as { status: string }).status).toBe('completed');
+
+    let text = '';
+    slow.setEncoding('utf8');
+    for await (const piece of slow) text += piece;
+    const events = text.split('\n\n').filter(Boolean).map((e) => e.split('\n')[0]);
+    expect(events.at(-1)).toBe('event: lagged');
+    expect(events).not.toContain('event: result');
+    // Far less than the 48 MiB sent: the backlog was bounded, not kept.
+    expect(text.length).toBeLessThan(24 * 1024 * 1024);
   });
 
   it('with wait=false answers 202 and the record reads running, then the result', async () => {
