@@ -23,6 +23,8 @@ export interface ControlPlaneOptions {
   signMessage?: MessageSigner;
   /** How long a session request waits for the runner's answer. Default 120000. */
   sessionReplyTimeoutMs?: number;
+  /** Bytes of events an SSE client may leave unread before it gets `lagged` and is let go. Default 64 MiB. */
+  sseMaxBufferedBytes?: number;
 }
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;

@@ -178,6 +178,7 @@ export class ControlPlane {
 
     const server = createServer();
     const api = new HttpApi({
+      ...(this.#o.sseMaxBufferedBytes !== undefined ? { sseMaxBufferedBytes: this.#o.sseMaxBufferedBytes } : {}),
       adminToken: dataDir.adminToken,
       signingPublicKey: Buffer.from(dataDir.signingKeys.publicKey).toString('base64'),
       wsUrlFor: (req) => this.#wsUrlFor(req),

@@ -40,6 +40,8 @@ export interface HttpApiOptions {
   sessions: Sessions;
   traces: TraceStore;
   audit: AuditStore;
+  /** Bytes of events an SSE client may leave unread (see SseStream). */
+  sseMaxBufferedBytes?: number;
   /** Resolves once the control plane's own ended spans are stored. */
   flushSpans(): Promise<void>;
   logger: Logger;
@@ -251,7 +253,7 @@ export class HttpApi {
 
   #events(res: ServerResponse, id: string): void {
     this.#call(id);
-    const sse = new SseStream(res);
+    const sse = new SseStream(res, this.#o.sseMaxBufferedBytes);
     sse.open();
     const unsubscribe = this.#o.calls.subscribe(id, {
       output: (json) => sse.event('output', json),

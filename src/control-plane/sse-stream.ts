@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
  * connection carries several) cost one syscall, not one each.
  */
 /** Bytes an SSE client may leave unread before it is let go (memory per client stays bounded). */
-export const SSE_MAX_BUFFERED = 16 * 1024 * 1024;
+export const SSE_MAX_BUFFERED = 64 * 1024 * 1024;
 
 export class SseStream {
   #corked = false;

@@ -15,8 +15,8 @@ describe('control plane tool calls', () => {
     t = undefined;
   });
 
-  async function setup(): Promise<{ p: Paired; runner: TestRunner }> {
-    t = await startControlPlane();
+  async function setup(options: Parameters<typeof startControlPlane>[0] = {}): Promise<{ p: Paired; runner: TestRunner }> {
+    t = await startControlPlane(options);
     const p = await pair(t.cp);
     const { runner } = await TestRunner.connect(p);
     runners.push(runner);
@@ -152,8 +152,9 @@ describe('control plane tool calls', () => {
     expect(await onDisk()).toMatchObject({ status: 'completed', content: 'done' });
   });
 
-  it('lets an SSE client go with a lagged event once it leaves 16 MiB unread, and the call goes on', async () => {
-    const { p, runner } = await setup();
+  it('lets an SSE client go with a lagged event once it leaves too much unread, and the call goes on', async () => {
+    // A 4 MiB limit here (64 MiB by default), so the test sends 48 MiB and not hundreds.
+    const { p, runner } = await setup({ sseMaxBufferedBytes: 4 * 1024 * 1024 });
     const res = await post(p.runnerId, { id: 'toolu_slow', name: 'javascript', input: { code: '1' } }, '?wait=false');
     expect(res.status).toBe(202);
     await runner.next('tool.call');
