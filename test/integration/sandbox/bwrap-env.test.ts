@@ -1,19 +1,7 @@
-import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
-import { IMAGES_DIR, sandboxId, spec, tempDir } from './helpers.js';
-
-/** Every host pid whose command line holds `needle`. */
-async function commandLinesHolding(needle: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const text = await readFile(`/proc/${name}/cmdline`).catch(() => Buffer.alloc(0));
-    if (text.includes(needle)) found.push(Number(name));
-  }
-  return found;
-}
+import { hostProcessesHolding, IMAGES_DIR, sandboxId, spec, tempDir } from './helpers.js';
 
 // A sandbox's environment holds credentials: bwrap reads it from a pipe
 // (`--args FD`), so no value is on any host command line, which every local
@@ -43,7 +31,7 @@ describe('bwrap environment', () => {
         env: { RUN_TOKEN: runSecret },
         onOutput: async (_stream, chunk) => {
           if (!chunk.toString().includes('ready')) return;
-          seen.push(await commandLinesHolding(sessionSecret), await commandLinesHolding(runSecret));
+          seen.push(await hostProcessesHolding(sessionSecret, 'cmdline'), await hostProcessesHolding(runSecret, 'cmdline'));
         },
       });
       expect(r.exitCode).toBe(0);

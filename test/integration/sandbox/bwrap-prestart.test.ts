@@ -5,18 +5,7 @@ import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { SandboxProcess } from '../../../src/sandbox/driver.js';
 import { waitUntil } from '../../helpers/processes.js';
-import { IMAGES_DIR, isAlive, sandboxId, spec, tempDir } from './helpers.js';
-
-/** Every host pid whose command line or environment holds `needle`. */
-async function hostProcessesHolding(needle: string, file: 'cmdline' | 'environ'): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const text = await readFile(`/proc/${name}/${file}`).catch(() => Buffer.alloc(0));
-    if (text.includes(needle)) found.push(Number(name));
-  }
-  return found;
-}
+import { hostProcessesHolding, IMAGES_DIR, isAlive, sandboxId, spec, tempDir } from './helpers.js';
 
 /** Resolves with everything `stream` says until `marker` shows up. */
 function waitFor(stream: NodeJS.ReadableStream, marker: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -52,4 +52,15 @@ export async function isAlive(pid: number): Promise<boolean> {
   if (!stat) return false;
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return state !== 'Z' && state !== 'X';
+}
+
+/** Every host pid whose command line or environment holds `needle`. */
+export async function hostProcessesHolding(needle: string, file: 'cmdline' | 'environ'): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const text = await readFile(`/proc/${name}/${file}`).catch(() => Buffer.alloc(0));
+    if (text.includes(needle)) found.push(Number(name));
+  }
+  return found;
 }
