@@ -91,7 +91,8 @@ export class ToolCalls {
   readonly #live = new Map<string, LiveCall>();
   /** `tool.call` message id → call id, to match a runner's `error` reply to its call. */
   readonly #byMessage = new Map<string, string>();
-  readonly #acceptTimers = new Map<NodeJS.Timeout, CallRecord>();
+  /** Record writes put off a moment (first writes of waited-on calls, acceptances), written at once by dispose(). */
+  readonly #delayedWrites = new Map<NodeJS.Timeout, CallRecord>();
 
   constructor(options: ToolCallsOptions) {
     this.#o = options;
@@ -231,12 +232,12 @@ export class ToolCalls {
     this.#o.store.put(record);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#acceptTimers.delete(timer);
+        this.#delayedWrites.delete(timer);
         const current = this.#o.store.get(record.id);
         if (!current || current.status !== 'running') return resolve(this.#o.store.settled(record.id));
         this.#o.store.save(current).then(resolve, reject);
       }, ACCEPT_WRITE_DELAY_MS);
-      this.#acceptTimers.set(timer, record);
+      this.#delayedWrites.set(timer, record);
     });
   }
 
@@ -251,7 +252,7 @@ export class ToolCalls {
     // losing it in a crash only means the call is sent once more after the
     // restart, which the runner dedupes by call id.
     const timer = setTimeout(() => {
-      this.#acceptTimers.delete(timer);
+      this.#delayedWrites.delete(timer);
       // The store may hold a newer copy by now (a quick result): never write an older state over it.
       const current = this.#o.store.get(record.id);
       if (!current || current.status !== 'running') return;
@@ -259,7 +260,7 @@ export class ToolCalls {
       current.pending = null;
       this.#o.store.save(current).catch((err) => this.#o.logger.error({ err, callId: record.id }, 'could not save a call record'));
     }, ACCEPT_WRITE_DELAY_MS);
-    this.#acceptTimers.set(timer, record);
+    this.#delayedWrites.set(timer, record);
   }
 
   onOutput(runnerId: string, callId: string, event: OutputEvent): void {
@@ -331,11 +332,11 @@ export class ToolCalls {
    * end now would record a duration that never happened.
    */
   async dispose(): Promise<void> {
-    const unsaved = [...this.#acceptTimers].map(([timer, record]) => {
+    const unsaved = [...this.#delayedWrites].map(([timer, record]) => {
       clearTimeout(timer);
       return record.id;
     });
-    this.#acceptTimers.clear();
+    this.#delayedWrites.clear();
     this.#live.clear();
     // On a clean stop the records and acceptances still waiting to be written are written now, as they stand.
     const current = [...new Set(unsaved)].map((id) => this.#o.store.get(id)).filter((r): r is CallRecord => r?.status === 'running');

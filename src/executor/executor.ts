@@ -71,7 +71,7 @@ export class Executor {
   private draining = false;
   readonly sessions: SessionManager;
   private readonly logger: Logger;
-  /** The fresh sandbox made ahead for the next call without a session (options.spareSandbox). */
+  /** The fresh sandboxes made ahead for the next calls without a session (options.spareSandbox). */
   private readonly spare: SpareSandbox | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
@@ -112,7 +112,7 @@ export class Executor {
     }
   }
 
-  /** Starts making the spare for the default fresh-sandbox spec, unless draining or one is there. */
+  /** Tops the spares up for the default fresh-sandbox spec, unless draining. */
   private prepareSpare(): void {
     if (!this.spare || this.draining) return;
     try {
@@ -294,11 +294,9 @@ export class Executor {
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
     // The spare is taken only when the tool first asks for a sandbox: a call
     // that never does (javascript on the isolate) leaves it for the next.
-    let tookSpare = false;
     const takeSpare = (): Promise<Sandbox> | undefined => {
       const taken = this.spare?.take(ephemeralSpec);
       if (!taken) return undefined;
-      tookSpare = true;
       // A pre-started spare makes this call's own run one exec, so the next spare
       // is made now rather than after the call (its first process starts when
       // the call ends, see SpareSandbox.callEnded): calls that come back to back
@@ -377,11 +375,14 @@ export class Executor {
         // it finishes in the background and shutdown() waits for it. A sandbox
         // that held credential files is removed before the result, so the files
         // never outlive the call.
-        if (tookSpare) this.spare?.callEnded();
+        const usedSandbox = ephemeral.hasSandbox;
+        if (ephemeral.tookSpare) this.spare?.callEnded();
         const disposal = this.disposeInBackground(ephemeral);
         if (req.files?.length) await disposal;
-        // The next spare is made after this call, so it never competes with the call's own run.
-        this.prepareSpare();
+        // A call that had a sandbox (a spare, or one made because none was
+        // ready) tops the spares up after it, so making them never competes
+        // with its own run; a call without one took nothing.
+        if (usedSandbox) this.prepareSpare();
       }
     }
     // A deadline or cancel wins over whatever the tool made of it.

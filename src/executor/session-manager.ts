@@ -71,8 +71,12 @@ export class Session {
     private takeSpare?: () => Promise<Sandbox> | undefined,
   ) {}
 
+  #tookSpare = false;
+
   /** True when this session's sandbox is a spare made ahead. */
-  tookSpare = false;
+  get tookSpare(): boolean {
+    return this.#tookSpare;
+  }
 
   /** The session's sandbox, created on first use. */
   sandbox(signal?: AbortSignal): Promise<Sandbox> {
@@ -80,7 +84,7 @@ export class Session {
     const spare = this.sandboxPromise ? undefined : this.takeSpare?.();
     this.takeSpare = undefined;
     if (spare) {
-      this.tookSpare = true;
+      this.#tookSpare = true;
       // A spare whose making failed is replaced by a sandbox made now.
       this.sandboxPromise = spare.catch(() => this.create(signal));
       this.sandboxPromise.catch(() => {
