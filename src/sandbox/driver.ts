@@ -80,8 +80,8 @@ export interface SpawnOptions {
 export interface ProcessExit {
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** Set when a limit ended the process: which one. */
-  limit?: 'memory' | 'processes' | 'disk' | 'wall_time';
+  /** Set when a limit ended the process: which one; `sandbox_stopped` when its container stopped under it. */
+  limit?: 'memory' | 'processes' | 'disk' | 'wall_time' | 'sandbox_stopped';
 }
 
 /** A live process inside a sandbox (the bash tool's shell, or one run). */
@@ -120,7 +120,7 @@ export interface RunResult {
   stdoutTruncated: boolean;
   stderrTruncated: boolean;
   /** 'wall_time' when the deadline ended it, 'cancelled' when the signal did. */
-  ended: 'exited' | 'wall_time' | 'cancelled' | 'memory' | 'processes' | 'disk' | 'output';
+  ended: 'exited' | 'wall_time' | 'cancelled' | 'memory' | 'processes' | 'disk' | 'output' | 'sandbox_stopped';
   durationMs: number;
 }
 

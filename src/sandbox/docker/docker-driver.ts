@@ -162,7 +162,9 @@ export class DockerDriver implements SandboxDriver {
       }
       containerId = String(r.stdout).trim();
       const pid = await execa(this.cli, ['inspect', '--format', '{{.State.Pid}}', containerId], { reject: false });
-      const events = await cgroupEventsOfPid(Number(String(pid.stdout).trim()));
+      const initPid = Number(String(pid.stdout).trim());
+      // Readable cgroups mean the engine runs on this host, and so does its pid.
+      const events = await cgroupEventsOfPid(initPid);
       if (egress) {
         // One forwarder for the container's lifetime (one network namespace); it detaches and is reaped by docker-init.
         const fwd = await execa(this.cli, ['exec', containerId, ...egress.wrap(['true'])], { reject: false, cancelSignal: signal });
@@ -182,6 +184,7 @@ export class DockerDriver implements SandboxDriver {
         env: { ...egress?.env, ...spec.env },
         limits: spec.limits,
         events,
+        ...(events && initPid > 0 ? { initPid } : {}),
         ...(egress ? { onDispose: egress.listener.close } : {}),
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,

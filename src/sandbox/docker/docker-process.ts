@@ -13,6 +13,13 @@ export interface DockerExecOptions {
   cwd: string;
   env: Record<string, string>;
   events: (() => Promise<CgroupEvents>) | undefined;
+  /**
+   * The container's first process on this host (the engine's State.Pid), when
+   * the engine runs here. Under gVisor a memory overrun kills the whole
+   * sandbox kernel and `docker exec` then waits forever: its death is how the
+   * run learns that the container stopped.
+   */
+  initPid?: number;
   workspaceDir: string;
   workspaceCapped: boolean;
   monitorIntervalMs: number;
@@ -59,6 +66,11 @@ export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProc
       if (ev.oomKills > baseline.oomKills) return endFor('memory');
       if (ev.pidsMax > baseline.pidsMax) return endFor('processes');
     }
+    // After the counters: a limit they saw is the more exact reason the container stopped.
+    if (o.initPid !== undefined && !processExists(o.initPid)) {
+      const state = await execa(o.cli, ['inspect', '--format', '{{.State.OOMKilled}}', o.containerId], { reject: false });
+      return endFor(String(state.stdout).trim() === 'true' ? 'memory' : 'sandbox_stopped');
+    }
     if (o.workspaceCapped && exitCode !== 0) {
       const fs = await statfs(o.workspaceDir).catch(() => undefined);
       if (fs && fs.bavail === 0) return endFor('disk');
@@ -86,4 +98,14 @@ export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProc
     return { code, signal, ...(limit ? { limit } : {}) } satisfies ProcessExit;
   });
   return { stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, exited, kill };
+}
+
+/** Whether a host process exists (a zombie counts: its parent has not reaped it yet). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -19,6 +19,8 @@ export interface DockerSandboxInit {
   env: Record<string, string>;
   limits: SandboxLimits;
   events: (() => Promise<CgroupEvents>) | undefined;
+  /** The container's first process, when the engine runs on this host (see DockerExecOptions.initPid). */
+  initPid?: number;
   monitorIntervalMs: number;
   logger: Logger;
   /** Runs after the container is gone (closes the egress listener). */
@@ -54,6 +56,7 @@ export class DockerSandbox implements Sandbox {
       cwd: options.cwd ?? '/workspace',
       env: { ...this.init.env, ...options.env },
       events: this.init.events,
+      ...(this.init.initPid !== undefined ? { initPid: this.init.initPid } : {}),
       workspaceDir: this.workspaceDir,
       workspaceCapped: this.init.workspaceMounted,
       monitorIntervalMs: this.init.monitorIntervalMs,

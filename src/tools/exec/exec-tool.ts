@@ -27,6 +27,7 @@ const ENDED_TEXT: Record<Exclude<RunResult['ended'], 'exited'>, string> = {
   processes: 'killed at the process limit',
   disk: 'stopped at the workspace size limit',
   output: 'killed for flooding output far past the output limit',
+  sandbox_stopped: 'killed because its sandbox stopped under it (under gVisor, a process or memory overrun stops the whole sandbox)',
 };
 
 /**
