@@ -69,6 +69,7 @@ export class DriverRegistry {
         this.reports.set(name, report);
         if (report.available) this.logger.info({ driver: name, detail: report.message }, `sandbox driver ${name} is ready`);
         else this.logger.warn({ driver: name, fix: report.fix }, `sandbox driver ${name} is unavailable: ${report.message}${report.fix ? `; fix: ${report.fix}` : ''}`);
+        for (const warning of report.warnings ?? []) this.logger.warn({ driver: name }, `sandbox driver ${name}: ${warning}`);
       }),
     );
     return this.list();

@@ -147,6 +147,8 @@ export interface DriverStatus {
   message?: string;
   /** The command that fixes it, e.g. `apt-get install bubblewrap`. */
   fix?: string;
+  /** What works, but less well than an operator would expect (logged as warnings at start). */
+  warnings?: string[];
 }
 
 export interface SandboxDriver {

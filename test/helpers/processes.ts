@@ -17,9 +17,14 @@ export interface RunningProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts the CLI as a real child process. */
-export function startCli(args: string[], env: Record<string, string> = {}): RunningProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/**
+ * Starts the CLI as a real child process; with `asUser`, as that uid and gid
+ * with no supplementary groups (setpriv execs node, so the pid is the CLI's).
+ */
+export function startCli(args: string[], env: Record<string, string> = {}, asUser?: { uid: number; gid: number }): RunningProcess {
+  const argv = [process.execPath, CLI, ...args];
+  const [file, ...rest] = asUser ? ['setpriv', `--reuid=${asUser.uid}`, `--regid=${asUser.gid}`, '--clear-groups', '--', ...argv] : argv;
+  const child = spawn(file!, rest, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -133,7 +133,16 @@ export class BwrapDriver implements SandboxDriver {
     const limits = await this.limitEnforcement().catch((err: Error) => err.message);
     const image = await resolveImage('base', this.options.imagesDir, this.options.imagesOutDir);
     const notes = [`limits by ${limits}`, image ? 'base image built' : 'base image not built, using a read-only view of the host /usr (run sandbox-images/base/build.sh)'];
-    return { available: true, message: notes.join('; ') };
+    // Chosen in config, rlimits are what the operator asked for; as a fallback they deserve a warning.
+    const weaker =
+      limits === 'rlimits' && this.options.limits !== 'rlimits'
+        ? [
+            `limits fall back to rlimits (${this.isRoot ? 'cgroups cannot be written' : 'the runner is not root'}): memory is bounded per process (address space), ` +
+              'processes per host user (shared by every sandbox and the runner itself), workspace size per file, and CPU not at all; ' +
+              'run the runner as root with cgroups writable for cgroup limits',
+          ]
+        : [];
+    return { available: true, message: notes.join('; '), ...(weaker.length ? { warnings: weaker } : {}) };
   }
 
   async create(spec: SandboxSpec, signal?: AbortSignal): Promise<Sandbox> {

@@ -65,6 +65,13 @@ export class DockerDriver implements SandboxDriver {
     if ((v as { code?: string }).code === 'ENOENT') {
       return { available: false, message: `the ${this.cli} command line is not installed`, fix: 'apt-get install -y docker.io' };
     }
+    if (v.exitCode !== 0 && /permission denied/i.test(String(v.stderr))) {
+      return {
+        available: false,
+        message: `this user (uid ${process.getuid?.()}) may not use the engine's socket (${String(v.stderr).trim().slice(0, 200)})`,
+        fix: "add the runner's user to the docker group (usermod -aG docker USER; that group is root on this host), or run rootless Docker or Podman for that user and set DOCKER_HOST to its socket",
+      };
+    }
     if (v.exitCode !== 0) {
       return {
         available: false,
