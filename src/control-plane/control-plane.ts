@@ -36,6 +36,7 @@ interface Running {
   hub: RunnerHub;
   calls: ToolCalls;
   store: CallStore;
+  traces: TraceStore;
   tracer: ControlPlaneTracer;
   queue: KeyedQueue;
   address: BoundAddress;
@@ -196,7 +197,7 @@ export class ControlPlane {
     server.on('request', api.handle);
     server.on('upgrade', (req, socket, head) => hub!.handleUpgrade(req, socket, head));
     const address = await listen(server, this.#o.listen);
-    this.#running = { dataDir, server, hub, calls, store, tracer, queue, address };
+    this.#running = { dataDir, server, hub, calls, store, traces, tracer, queue, address };
     logger.info({ url: this.url, dataDir: dataDir.root, runners: registry.list().length }, 'control plane listening');
     return address;
   }
@@ -220,6 +221,7 @@ export class ControlPlane {
     await r.calls.dispose();
     await r.store.close();
     await r.tracer.shutdown();
+    await r.traces.close().catch((err: unknown) => this.#logger.error({ err }, 'could not store spans; check the data dir is writable'));
     await r.queue.drain();
     this.#logger.info('control plane stopped');
   }
