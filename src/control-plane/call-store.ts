@@ -81,6 +81,8 @@ export function parseCallLog(text: string): Map<string, CallRecord> {
  * resolves; saves made while an fdatasync runs share the next one.
  *
  * The file is rewritten (compacted) at load, atomically: one line per call.
+ * While the control plane runs it grows by a line per save (about two a call),
+ * as the file-per-call layout grew by a file per call.
  * Records of the earlier layout (`calls/<id>.json`, one file each) are read
  * then, folded into the log and removed once it is on disk.
  */
