@@ -46,6 +46,12 @@ export interface CallJournalOptions {
 export class CallJournal {
   private readonly entries = new Map<string, Entry>();
   private size = 0;
+  /**
+   * Unacknowledged results, kept as a count: the journal remembers every call
+   * of the retention window, and counting them on each write cost every call
+   * time in proportion to the runner's history.
+   */
+  private outbox = 0;
   /** The fdatasync running now, and the one queued behind it for writes made since it started. */
   private syncing: Promise<void> | undefined;
   private syncQueued: Promise<void> | undefined;
@@ -160,9 +166,7 @@ export class CallJournal {
 
   /** Number of unacknowledged results. */
   get depth(): number {
-    let n = 0;
-    for (const e of this.entries.values()) if (e.done && !e.acked) n++;
-    return n;
+    return this.outbox;
   }
 
   /** Syncs what was written, then closes the file. */
@@ -195,6 +199,7 @@ export class CallJournal {
       if (!this.entries.has(record.id)) this.entries.set(record.id, { at: record.at, done: false, acked: false });
     } else if (record.op === 'done') {
       const e = this.entries.get(record.id) ?? { at: record.at, done: false, acked: false };
+      if (!e.done && !e.acked) this.outbox++;
       Object.assign(e, { done: true, result: record.result, ...loc });
       this.entries.set(record.id, e);
     } else {
@@ -205,6 +210,7 @@ export class CallJournal {
   private markAcked(id: string): void {
     const e = this.entries.get(id);
     if (!e || !e.done) return;
+    if (!e.acked) this.outbox--;
     e.acked = true;
     // Kept on disk; memory holds only what is still to be delivered.
     if (e.offset !== undefined) delete e.result;

@@ -35,6 +35,8 @@ interface Running {
   server: Server;
   hub: RunnerHub;
   calls: ToolCalls;
+  store: CallStore;
+  traces: TraceStore;
   tracer: ControlPlaneTracer;
   queue: KeyedQueue;
   address: BoundAddress;
@@ -118,7 +120,7 @@ export class ControlPlane {
     const queue = new KeyedQueue();
     const registry = await RunnerRegistry.load(dataDir.root, queue);
     const pairing = await Pairing.load(dataDir.root, queue, registry, clock, this.#o.pairingTokenTtlMs ?? DEFAULT_PAIRING_TOKEN_TTL_MS);
-    const store = await CallStore.load(join(dataDir.root, 'calls'), queue);
+    const store = await CallStore.load(join(dataDir.root, 'calls'));
     const traces = new TraceStore(join(dataDir.root, 'traces'), logger);
     const audit = new AuditStore(join(dataDir.root, 'audit'), queue);
     const tracer = new ControlPlaneTracer(traces, logger);
@@ -195,7 +197,7 @@ export class ControlPlane {
     server.on('request', api.handle);
     server.on('upgrade', (req, socket, head) => hub!.handleUpgrade(req, socket, head));
     const address = await listen(server, this.#o.listen);
-    this.#running = { dataDir, server, hub, calls, tracer, queue, address };
+    this.#running = { dataDir, server, hub, calls, store, traces, tracer, queue, address };
     logger.info({ url: this.url, dataDir: dataDir.root, runners: registry.list().length }, 'control plane listening');
     return address;
   }
@@ -217,7 +219,9 @@ export class ControlPlane {
     r.server.closeAllConnections();
     await serverClosed;
     await r.calls.dispose();
+    await r.store.close();
     await r.tracer.shutdown();
+    await r.traces.close().catch((err: unknown) => this.#logger.error({ err }, 'could not store spans; check the data dir is writable'));
     await r.queue.drain();
     this.#logger.info('control plane stopped');
   }

@@ -34,6 +34,9 @@ export interface ControlPlaneHandlerOptions {
 
 type ToolCallMessage = MessageOf<ControlMessage, 'tool.call'>;
 
+/** How long a call runs before the runner tells the control plane it has it (when its result has not gone out by then). */
+const ACCEPTED_AFTER_MS = 20;
+
 /**
  * Serves the control plane's messages: runs tool calls exactly once through
  * the executor (the call journal remembers every id), streams their output as
@@ -191,8 +194,16 @@ export class ControlPlaneHandler {
     const log = this.logger.child({ callId, ...(msg.sessionId ? { sessionId: msg.sessionId } : {}) });
     log.debug({ tool: msg.toolUse.name, traceId: span?.traceId }, 'call accepted');
     this.options.audit?.append({ type: 'call.received', callId, tool: msg.toolUse.name, sessionId: msg.sessionId, traceId: span?.traceId });
-    // Not awaited: the socket keeps frames in order, and the call need not wait for the write.
-    void this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
+    // `tool.accepted` only stops the control plane from sending the call again
+    // after a reconnect, which the result does as well (docs/protocol.md). Sent
+    // once the call has run for ACCEPTED_AFTER_MS, and not at all when the result
+    // goes first: for a short call it was one more frame, and a wake-up of the
+    // control plane in the middle of the call's round trip. A redelivery inside
+    // that window finds the call in the journal and is answered `tool.accepted`.
+    let acceptedTimer: NodeJS.Timeout | undefined = setTimeout(() => {
+      acceptedTimer = undefined;
+      void this.send({ type: 'tool.accepted', callId, ...(span ? { traceId: span.traceId } : {}) });
+    }, ACCEPTED_AFTER_MS);
     // The entry just written may have been the one that found the disk full: then nothing runs.
     const recorded = this.options.accepting?.() ?? { ok: true };
     const seq = { n: 0 };
@@ -240,6 +251,7 @@ export class ControlPlaneHandler {
       result = { status: 'failed', isError: true, content: message, durationMs: 0 };
     } finally {
       credentials?.dispose();
+      clearTimeout(acceptedTimer);
     }
     span?.setAttributes({ 'call.status': result.status }).end(result.isError ? 'error' : 'ok');
     const message: ToolResultMessage = {

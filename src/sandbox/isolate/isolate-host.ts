@@ -45,6 +45,11 @@ const BOOTSTRAP = `
     error: (...a) => log('stderr', line(a)),
   };
   Object.defineProperty(globalThis, '__fmt', { value: fmt, enumerable: false });
+  // The text of a plain completion value, or null for a thenable (awaited on the asynchronous path).
+  Object.defineProperty(globalThis, '__finish', {
+    value: (v) => (v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function' ? null : fmt(v)),
+    enumerable: false,
+  });
 })();
 `;
 
@@ -63,6 +68,8 @@ function send(event: HostEvent): void {
 interface Fresh {
   isolate: ivm.Isolate;
   context: ivm.Context;
+  /** The context's `__finish`, taken before any user code runs (which cannot swap it then). */
+  finish: ivm.Reference<(v: unknown) => string | null>;
   /** The call whose console output this isolate's console writes to. */
   sink: { id: number };
 }
@@ -81,7 +88,8 @@ async function makeFresh(memoryMb: number): Promise<Fresh> {
       }),
     );
     context.evalSync(BOOTSTRAP, { timeout: 1000 });
-    return { isolate, context, sink };
+    const finish = context.global.getSync('__finish', { reference: true }) as ivm.Reference<(v: unknown) => string | null>;
+    return { isolate, context, sink, finish };
   } catch (err) {
     isolate.dispose();
     throw err;
@@ -128,19 +136,18 @@ async function evaluate(req: Extract<HostRequest, { kind: 'evaluate' }>): Promis
     // Compiling and setting a global are cheap and run inline; the code itself runs off this thread.
     const script = isolate.compileScriptSync(req.code, { filename: 'file:///input.js' });
     const completion = await script.run(context, { timeout: req.timeoutMs, reference: true });
+    const remaining = Math.max(1, req.timeoutMs - (Date.now() - started));
+    // Most results are plain values: formatted in one synchronous call of a
+    // function compiled with the context (bounded by the same timeout), which
+    // spares a round trip to the isolate's thread and a compile per call. Only
+    // a thenable needs the asynchronous path below, to await it.
+    const plain = fresh.finish.applySync(undefined, [completion.derefInto()], { timeout: remaining, result: { copy: true } }) as string | null;
+    if (plain !== null) {
+      completion.release();
+      return { kind: 'done', id: req.id, outcome: 'completed', value: String(plain) };
+    }
     context.global.setSync('__result', completion.derefInto());
     completion.release();
-    const remaining = Math.max(1, req.timeoutMs - (Date.now() - started));
-    // Most results are plain values: formatted in one synchronous step (bounded
-    // by the same timeout), which spares a round trip to the isolate's thread.
-    // Only a thenable needs the asynchronous path below, to await it.
-    const plain = context.evalSync(
-      `(() => { const v = globalThis.__result;
-         if (v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function') return null;
-         delete globalThis.__result; return globalThis.__fmt(v); })()`,
-      { timeout: remaining, copy: true },
-    ) as string | null;
-    if (plain !== null) return { kind: 'done', id: req.id, outcome: 'completed', value: String(plain) };
     const text = await context.eval(
       `(async () => { let v = globalThis.__result; delete globalThis.__result;
          if (v !== null && typeof v === 'object' && typeof v.then === 'function') v = await v;

@@ -3,6 +3,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../helpers/processes.js';
+import { CALL_LOG_FILE, parseCallLog } from '../../../src/control-plane/call-store.js';
 import { encodeOutputFrame } from '../../../src/protocol/index.js';
 import { TestRunner, msgId, pair, readEvents, resultFor, startControlPlane, type Paired, type TestControlPlane } from './test-runner.js';
 
@@ -141,8 +142,8 @@ describe('control plane tool calls', () => {
     const waiting = post(p.runnerId, { id: 'toolu_disk', name: 'javascript', input: { code: '1' } });
     await runner.next('tool.call');
     runner.send({ v: 1, id: msgId(), type: 'tool.accepted', callId: 'toolu_disk' });
-    const file = join(t!.dataDir, 'calls', 'toolu_disk.json');
-    const onDisk = async () => JSON.parse(await readFile(file, 'utf8').catch(() => 'null')) as { status: string } | null;
+    const file = join(t!.dataDir, 'calls', CALL_LOG_FILE);
+    const onDisk = async () => parseCallLog(await readFile(file, 'utf8')).get('toolu_disk') ?? null;
     // A call that outlives a moment is written as running (a control-plane restart finds it).
     await waitUntil(async () => (await onDisk())?.status === 'running', 10_000, 'the running record on disk');
     runner.send(resultFor('toolu_disk', 'done'));

@@ -1,5 +1,6 @@
 import { chmod, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { CALL_LOG_FILE, parseCallLog } from '../../../src/control-plane/call-store.js';
 import { Spine } from '../../helpers/spine.js';
 import { waitUntil, type RunningProcess } from '../../helpers/processes.js';
 
@@ -100,8 +101,8 @@ export class E2E {
    * back to `running` (src/control-plane/tool-calls.ts onAccepted; reported).
    */
   waitAcceptedOnDisk(id: string): Promise<true> {
-    const file = path.join(this.spine.dir, 'cp', 'calls', `${id}.json`);
-    return waitUntil(async () => (JSON.parse(await readFile(file, 'utf8')).accepted === true ? true : undefined), 20_000, `call ${id} accepted on disk`);
+    const file = path.join(this.spine.dir, 'cp', 'calls', CALL_LOG_FILE);
+    return waitUntil(async () => (parseCallLog(await readFile(file, 'utf8')).get(id)?.accepted === true ? true : undefined), 20_000, `call ${id} accepted on disk`);
   }
 
   async openSession(body: Record<string, unknown> = {}): Promise<string> {

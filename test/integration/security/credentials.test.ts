@@ -1,6 +1,7 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CALL_LOG_FILE, parseCallLog } from '../../../src/control-plane/call-store.js';
 import { runCli, waitUntil } from '../../helpers/processes.js';
 import { Spine } from '../../helpers/spine.js';
 import { execOutput, readAudit } from './security-helpers.js';
@@ -92,13 +93,15 @@ describe('credentials through the control-plane API', () => {
     });
     expect(execOutput(r.body)).toMatchObject({ stdout: 'got [REDACTED:DB_PASSWORD]\n', exitCode: 0 });
     // The answer may come before the ended record is written (the runner keeps the result until that write lands).
-    const file = path.join(spine.dir, 'cp', 'calls', `${r.body.id}.json`);
+    const file = path.join(spine.dir, 'cp', 'calls', CALL_LOG_FILE);
     const record = await waitUntil(async () => {
-      const text = await readFile(file, 'utf8');
-      return JSON.parse(text).status === 'completed' ? text : undefined;
+      const ended = parseCallLog(await readFile(file, 'utf8')).get(r.body.id);
+      return ended?.status === 'completed' ? JSON.stringify(ended) : undefined;
     }, 20_000, 'the ended call record on disk');
     expect(record).toContain('DB_PASSWORD');
     expect(record).not.toContain('vault-secret-Zq81xw');
+    // Nor anywhere else in the control plane's store.
+    expect(await readFile(file, 'utf8')).not.toContain('vault-secret-Zq81xw');
   });
 
   it('a vault entry is refused with policy_denied for a tool the policy does not grant it to', async () => {

@@ -87,4 +87,15 @@ describe('bad input from the control plane', () => {
     const last = cp.received.filter((m) => m.type === 'tool.result' && m.callId === 'toolu_good').at(-1);
     expect(last.result.content).toBe('42');
   });
+
+  it('tells the control plane it has a call that runs a while before its result, and answers a quick call with its result alone', async () => {
+    await cp.sendSigned({ v: 1, id: 'c5', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_slow', name: 'javascript', input: { code: 'const t = Date.now(); while (Date.now() - t < 300); "slow"' } } });
+    await cp.sendSigned({ v: 1, id: 'c6', type: 'tool.call', toolUse: { type: 'tool_use', id: 'toolu_quick', name: 'javascript', input: { code: '"quick"' } } });
+    await cp.waitFor((m) => m.type === 'tool.result' && m.callId === 'toolu_slow');
+    await cp.waitFor((m) => m.type === 'tool.result' && m.callId === 'toolu_quick');
+    const order = cp.received.filter((m) => m.callId === 'toolu_slow').map((m) => m.type);
+    expect(order).toEqual(['tool.accepted', 'tool.result']);
+    // The result says all the acceptance would have: the control plane will not send the call again.
+    expect(cp.received.filter((m) => m.callId === 'toolu_quick').map((m) => m.type)).toContain('tool.result');
+  });
 });

@@ -48,6 +48,26 @@ describe('CallJournal (the outbox and the record of seen call ids)', () => {
     expect((await stat(path.join(dir, 'calls.jsonl'))).mode & 0o777).toBe(0o600);
   });
 
+  it('tells the outbox depth as results arrive and are acknowledged, once each, also across a reopen', async () => {
+    const depths: number[] = [];
+    let j = await CallJournal.open(dir, { retentionMs: 60_000, onDepth: (d) => depths.push(d) });
+    for (const id of ['a', 'b', 'c']) {
+      j.begin(id);
+      j.complete(result(id));
+    }
+    j.ack(['a', 'b']);
+    // Acknowledged twice, or never sent: the depth does not move.
+    j.ack(['a', 'nope']);
+    expect(depths).toEqual([1, 2, 3, 1]);
+    expect(j.depth).toBe(1);
+    await j.close();
+    j = await CallJournal.open(dir, { retentionMs: 60_000 });
+    expect(j.depth).toBe(1);
+    j.ack(['c']);
+    expect(j.depth).toBe(0);
+    await j.close();
+  });
+
   it('has a result in the file as soon as complete() returns, before any sync; sync() makes it durable', async () => {
     const j = await CallJournal.open(dir, { retentionMs: 60_000 });
     j.begin('c1');
