@@ -11,6 +11,7 @@ import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
 import { MountHelper } from './workspace-mount.js';
+import { SandboxSpawner } from './sandbox-spawner.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -45,6 +46,11 @@ export interface BwrapDriverOptions {
   monitorIntervalMs?: number;
   /** The runner's egress proxy, for sandboxes with `network.mode: 'proxy'`. */
   egress?: EgressProxy;
+  /**
+   * Starts the pre-started waiters of spare sandboxes (see sandbox-spawner.ts).
+   * Default: a spawner of the driver's own; `false`: the runner spawns them itself.
+   */
+  spawner?: SandboxSpawner | false;
 }
 
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
@@ -68,10 +74,13 @@ export class BwrapDriver implements SandboxDriver {
   private workRootChecked: Promise<void> | undefined;
   /** Runs the workspaces' mount/umount (one small helper process, started on first use). */
   private readonly mounts = new MountHelper();
+  /** Starts pre-started waiters in a small helper process, so the runner does not fork for them. */
+  private readonly spawner: SandboxSpawner | undefined;
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
     this.bwrapPath = options.bwrapPath ?? 'bwrap';
+    this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner());
     this.cgroups = new CgroupManager({
       logger: this.logger,
       ...(options.cgroupParent ? { parent: options.cgroupParent } : {}),
@@ -238,6 +247,7 @@ export class BwrapDriver implements SandboxDriver {
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,
         unmountWorkspace,
+        spawner: this.spawner,
       });
     } catch (err) {
       for (const undo of cleanup.reverse()) await undo().catch(() => undefined);

@@ -6,7 +6,9 @@ import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, envArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
 import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
+import type { SandboxSpawner } from './sandbox-spawner.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
+import { describeError } from '../../util/errors.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** Everything a BwrapSandbox needs, gathered by the driver's create(). */
@@ -37,6 +39,8 @@ export interface BwrapSandboxInit {
   egress?: SandboxEgress | undefined;
   /** Undoes the workspace mount; given by the driver. */
   unmountWorkspace: () => Promise<void>;
+  /** Starts the pre-started waiter without a fork of the runner (the driver's helper); undefined: spawn here. */
+  spawner?: SandboxSpawner | undefined;
 }
 
 /** A bubblewrap sandbox: a private workspace and limits, any number of processes. */
@@ -113,14 +117,22 @@ export class BwrapSandbox implements Sandbox {
    */
   async prestart(): Promise<void> {
     if (this.disposing || this.spawned || this.waiter) return;
-    const proc = await startBwrapProcess({
+    const options = {
       ...this.commandFor({ argv: [] }, true),
       cgroup: this.init.cgroup,
       workspaceDir: this.workspaceDir,
       workspaceCapped: this.init.workspaceMounted,
       monitorIntervalMs: this.init.monitorIntervalMs,
       waiting: true,
-    });
+    };
+    const spawner = this.init.spawner;
+    const proc = spawner
+      ? await startBwrapProcess({ ...options, spawner }).catch((err: unknown) => {
+          // The helper could not (it died, it could not start): the waiter is started from here instead.
+          this.init.logger.warn({ err: describeError(err), sandbox: this.id }, 'the sandbox spawner failed; starting the waiter from the runner');
+          return startBwrapProcess(options);
+        })
+      : await startBwrapProcess(options);
     this.track(proc);
     // A spawn or dispose that came while it started: the waiter is not needed.
     if (this.disposing || this.spawned) proc.kill();
