@@ -55,6 +55,8 @@ export class BwrapSandbox implements Sandbox {
   private waiter: StartedBwrapProcess | undefined;
   /** Set by the first spawn: only a sandbox's first process may be pre-started. */
   private spawned = false;
+  /** The waiter being started (prestart() until its process is there). */
+  private prestarting: Promise<void> | undefined;
 
   constructor(private readonly init: BwrapSandboxInit) {
     this.id = init.id;
@@ -115,8 +117,13 @@ export class BwrapSandbox implements Sandbox {
    * waiting-process.ts). Used by the spare sandbox. A waiter never taken is
    * killed by dispose(). Resolves once the process is spawned.
    */
-  async prestart(): Promise<void> {
-    if (this.disposing || this.spawned || this.waiter) return;
+  prestart(): Promise<void> {
+    if (this.disposing || this.spawned || this.waiter) return Promise.resolve();
+    this.prestarting ??= this.prestartOnce().finally(() => (this.prestarting = undefined));
+    return this.prestarting;
+  }
+
+  private async prestartOnce(): Promise<void> {
     const options = {
       ...this.commandFor({ argv: [] }, true),
       cgroup: this.init.cgroup,
@@ -134,8 +141,9 @@ export class BwrapSandbox implements Sandbox {
         })
       : await startBwrapProcess(options);
     this.track(proc);
-    // A spawn or dispose that came while it started: the waiter is not needed.
-    if (this.disposing || this.spawned) proc.kill();
+    // A dispose that came while it started: the waiter is not needed. A spawn
+    // that came meanwhile waits for it (spawn()): it is further along than a new process.
+    if (this.disposing) proc.kill();
     else this.waiter = proc;
   }
 
@@ -174,7 +182,10 @@ export class BwrapSandbox implements Sandbox {
   async spawn(options: SpawnOptions): Promise<SandboxProcess> {
     if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
     if (options.argv.length === 0) throw new RunnerError('invalid_input', 'argv is empty; give at least the program to run');
+    const first = !this.spawned;
     this.spawned = true;
+    if (first && this.prestarting) await this.prestarting.catch(() => undefined);
+    if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
     const taken = this.takeWaiter(options);
     if (taken) return taken;
     const proc = await startBwrapProcess({

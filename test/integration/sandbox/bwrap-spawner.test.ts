@@ -75,6 +75,23 @@ describe('bwrap sandbox spawner', () => {
     }
   });
 
+  it('a run that comes while the waiter still starts waits for it and is served by it', async () => {
+    const sb = (await driver.create(spec(sandboxId('sp')))) as BwrapSandbox;
+    try {
+      const starting = sb.prestart();
+      const proc = await sb.spawn({ argv: ['sleep', '600'] });
+      await starting;
+      const pids = await running(sb, 'sleep\x00600');
+      // Served by the pre-started waiter: the spawner started its tree, not the runner.
+      expect(await parentOf(await outermost(sb, pids))).toBe(spawner.pid);
+      proc.kill();
+      expect((await proc.exited).signal).toBe('SIGKILL');
+      for (const pid of pids) expect(await isAlive(pid)).toBe(false);
+    } finally {
+      await sb.dispose();
+    }
+  });
+
   it('killed while a waiter waits: the waiter goes with it, the sandbox still runs its call, a new spawner serves the next', async () => {
     const sb = await prestarted();
     try {
