@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import type { Logger } from '../../util/logger.js';
 import { RunnerError } from '../../util/errors.js';
 import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, SpawnOptions } from '../driver.js';
@@ -246,12 +246,27 @@ export class BwrapSandbox implements Sandbox {
     if (this.init.cgroup) await step(() => this.init.cgroup!.remove());
     if (this.init.egress) await step(() => this.init.egress!.listener.close());
     await step(() => this.init.unmountWorkspace());
-    await step(() => rm(this.init.sandboxDir, { recursive: true, force: true }));
+    await step(() => removeSandboxDir(this.init.sandboxDir, this.workspaceDir));
     if (first !== undefined) {
       this.init.logger.warn({ err: first, sandbox: this.id }, 'sandbox dispose was incomplete');
       throw first instanceof RunnerError
         ? first
         : new RunnerError('sandbox_failed', `sandbox ${this.id} was not fully removed; check for leftover mounts under ${this.init.sandboxDir}`, { cause: first });
     }
+  }
+}
+
+/**
+ * Removes the sandbox's host folder. Usually it holds only the workspace's
+ * mount point, empty once unmounted: two rmdirs, where a recursive rm walks it
+ * with a stat and a readdir per entry; anything else there (injected files,
+ * the fallback /etc, the egress folder) takes the recursive rm.
+ */
+async function removeSandboxDir(sandboxDir: string, workspaceDir: string): Promise<void> {
+  try {
+    await rmdir(workspaceDir);
+    await rmdir(sandboxDir);
+  } catch {
+    await rm(sandboxDir, { recursive: true, force: true });
   }
 }
