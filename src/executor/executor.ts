@@ -100,10 +100,10 @@ export class Executor {
           await sb.dispose();
           onSandbox({ driver: 'bwrap', delta: -1, sandboxId: sb.id, sessionId: 'spare' });
         },
-        // Three: a call takes one and the next is made at once, its first
-        // process started when a call ends; calls that come back to back then
-        // each find a spare made and pre-started about two calls earlier, whose
-        // bwrap is ready (with one or two, it is often still setting up).
+        // Three: a call takes one and the next is made at once; calls that come
+        // back to back then each find a spare made and pre-started about two
+        // calls earlier, whose bwrap is ready (with one or two, it is often
+        // still setting up).
         size: 3,
         logger: this.logger,
       });
@@ -298,8 +298,7 @@ export class Executor {
       const taken = this.spare?.take(ephemeralSpec);
       if (!taken) return undefined;
       // A pre-started spare makes this call's own run one exec, so the next spare
-      // is made now rather than after the call (its first process starts when
-      // the call ends, see SpareSandbox.callEnded): calls that come back to back
+      // is made now rather than after the call: calls that come back to back
       // then find one ready instead of waiting for a whole sandbox setup.
       this.prepareSpare();
       return taken;
@@ -376,7 +375,6 @@ export class Executor {
         // that held credential files is removed before the result, so the files
         // never outlive the call.
         const usedSandbox = ephemeral.hasSandbox;
-        if (ephemeral.tookSpare) this.spare?.callEnded();
         const disposal = this.disposeInBackground(ephemeral);
         if (req.files?.length) await disposal;
         // A call that had a sandbox (a spare, or one made because none was

@@ -18,7 +18,11 @@ import type { SessionSpec } from './session-manager.js';
  * Where the driver can, the spare also pre-starts its first process (bwrap: a
  * hardened bwrap process waiting for its spec, see
  * sandbox/bwrap/waiting-process.ts), so the taking call's first run costs one
- * exec. The waiter is part of the sandbox: disposing it kills the waiter.
+ * exec. The waiter is part of the sandbox: disposing it kills the waiter. It
+ * is started as soon as the spare is made, also while a call runs: bwrap
+ * starts it through its spawner helper (sandbox/bwrap/sandbox-spawner.ts),
+ * which forks instead of the runner, so the running call's event loop never
+ * stalls for it.
  */
 export interface SpareSandboxOptions {
   /** Makes a sandbox for `spec` (the session manager's path, so metrics and audit see it). */
@@ -48,10 +52,6 @@ export class SpareSandbox {
   private readonly size: number;
   /** Removals of spares made for a spec no longer asked for; dispose() waits for them. */
   private readonly dropping = new Set<Promise<void>>();
-  /** Calls running on a taken spare (take() until callEnded()). */
-  private running = 0;
-  /** Spares made while a call ran, whose first process starts when a call ends. */
-  private readonly unstarted = new Set<Sandbox>();
 
   constructor(private readonly options: SpareSandboxOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -75,27 +75,7 @@ export class SpareSandbox {
     const i = this.slots.findIndex((s) => s.key === key);
     if (i < 0) return undefined;
     const [slot] = this.slots.splice(i, 1);
-    this.running++;
-    return slot!.sandbox.then((sb) => {
-      // Not pre-started yet: the call starts its process itself.
-      this.unstarted.delete(sb);
-      return sb;
-    });
-  }
-
-  /**
-   * Tells that a call that took a spare has ended: spares made meanwhile now
-   * pre-start their first process. Why wait: starting it is a spawn, which
-   * forks the runner's whole address space and blocks its event loop for
-   * milliseconds; done while a call runs, it delays that call's own exit and
-   * result. Right after a call, the runner waits for the next one anyway.
-   */
-  callEnded(): void {
-    this.running = Math.max(0, this.running - 1);
-    for (const sb of this.unstarted) {
-      this.unstarted.delete(sb);
-      void this.prestart(sb);
-    }
+    return slot!.sandbox;
   }
 
   /**
@@ -110,9 +90,10 @@ export class SpareSandbox {
     while (this.slots.length < this.size) {
       const slot: Slot = {
         key,
+        // Handed out as soon as it is made: a call that takes it while its
+        // first process still starts waits for that process (BwrapSandbox.spawn).
         sandbox: this.options.make(spec).then((sb) => {
-          if (this.running === 0 || this.closed) return this.prestart(sb);
-          this.unstarted.add(sb);
+          void this.prestart(sb);
           return sb;
         }),
       };
@@ -149,7 +130,6 @@ export class SpareSandbox {
   dispose(): Promise<void> {
     this.disposing ??= (async () => {
       this.closed = true;
-      this.unstarted.clear();
       const slots = this.slots;
       this.slots = [];
       await Promise.all([

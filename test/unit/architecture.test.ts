@@ -18,8 +18,8 @@ function imports(text: string): { spec: string; typeOnly: boolean }[] {
   return [...text.matchAll(/^import\s+(type\s+)?[^;]*?from\s+'([^']+)'/gms)].map((m) => ({ spec: m[2]!, typeOnly: Boolean(m[1]) }));
 }
 
-/** The isolate host is its own program (a child process), not part of the daemon. */
-const SEPARATE_PROGRAMS = new Set(['sandbox/isolate/isolate-host.ts']);
+/** The isolate host and the sandbox spawner are programs of their own (child processes), not part of the daemon. */
+const SEPARATE_PROGRAMS = new Set(['sandbox/isolate/isolate-host.ts', 'sandbox/bwrap/spawner-helper.ts']);
 
 describe('architecture', () => {
   it('protocol/ imports only zod and itself (SDK types erase at compile time)', () => {

@@ -11,6 +11,7 @@ import { BwrapSandbox } from './bwrap-sandbox.js';
 import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
 import { MountHelper } from './workspace-mount.js';
+import { SandboxSpawner } from './sandbox-spawner.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -45,9 +46,16 @@ export interface BwrapDriverOptions {
   monitorIntervalMs?: number;
   /** The runner's egress proxy, for sandboxes with `network.mode: 'proxy'`. */
   egress?: EgressProxy;
+  /**
+   * Starts the pre-started waiters of spare sandboxes (see sandbox-spawner.ts).
+   * Default: a spawner of the driver's own; `false`: the runner spawns them itself.
+   */
+  spawner?: SandboxSpawner | false;
 }
 
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
+/** Where every sandbox mounts something: they must exist in an image bound as `/` in one piece. */
+const FIXED_MOUNT_POINTS = ['/workspace', '/tmp', '/proc', '/dev'];
 
 /**
  * The bubblewrap driver: Linux namespaces, a read-only image root, a private
@@ -65,13 +73,18 @@ export class BwrapDriver implements SandboxDriver {
   private readonly cgroups: CgroupManager;
   private readonly warnedImages = new Set<string>();
   private readonly rootEntries = new Map<string, Promise<RootEntry[]>>();
+  /** Whether a path exists in an image, per `rootfs + path`: built images do not change (as rootEntries). */
+  private readonly imagePaths = new Map<string, Promise<boolean>>();
   private workRootChecked: Promise<void> | undefined;
   /** Runs the workspaces' mount/umount (one small helper process, started on first use). */
   private readonly mounts = new MountHelper();
+  /** Starts pre-started waiters in a small helper process, so the runner does not fork for them. */
+  private readonly spawner: SandboxSpawner | undefined;
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
     this.bwrapPath = options.bwrapPath ?? 'bwrap';
+    this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner());
     this.cgroups = new CgroupManager({
       logger: this.logger,
       ...(options.cgroupParent ? { parent: options.cgroupParent } : {}),
@@ -211,8 +224,8 @@ export class BwrapDriver implements SandboxDriver {
       // than the tmpfs layout; it needs every mount point to exist in the image.
       let rootDir: string | undefined;
       if (rootfs) {
-        const points = ['/workspace', '/tmp', '/proc', '/dev', ...[...roBinds, ...binds].map(([, inside]) => inside)];
-        const present = await Promise.all(points.map((p) => lstat(path.join(rootfs, p)).then(() => true, () => false)));
+        const points = [...FIXED_MOUNT_POINTS, ...[...roBinds, ...binds].map(([, inside]) => inside)];
+        const present = await Promise.all(points.map((p) => this.imageHas(rootfs, p)));
         if (present.every(Boolean)) rootDir = rootfs;
       }
 
@@ -247,12 +260,30 @@ export class BwrapDriver implements SandboxDriver {
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,
         unmountWorkspace,
+        spawner: this.spawner,
       });
     } catch (err) {
       for (const undo of cleanup.reverse()) await undo().catch(() => undefined);
       await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Whether `inside` exists in the image (a mount point bwrap can use). The
+   * fixed mount points are cached per image; a call's own (injected files,
+   * host mounts) are looked up each time, so the cache stays bounded.
+   */
+  private imageHas(rootfs: string, inside: string): Promise<boolean> {
+    const look = (): Promise<boolean> => lstat(path.join(rootfs, inside)).then(() => true, () => false);
+    if (!FIXED_MOUNT_POINTS.includes(inside)) return look();
+    const key = `${rootfs}\0${inside}`;
+    let found = this.imagePaths.get(key);
+    if (!found) {
+      found = look();
+      this.imagePaths.set(key, found);
+    }
+    return found;
   }
 
   /** The image's top-level entries, bound read-only (symlinks kept as symlinks); cached per rootfs. */

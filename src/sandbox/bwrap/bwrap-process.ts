@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
+import { waitGone } from './process-gone.js';
+import type { SandboxSpawner } from './sandbox-spawner.js';
 import { SPEC_FD } from './waiting-process.js';
 
 /**
@@ -28,6 +28,13 @@ export interface BwrapProcessOptions {
    * hold the limit monitor until begin() (the process waits, nothing to watch).
    */
   waiting?: boolean;
+  /**
+   * Starts a `waiting` process through this spawner (a helper process) instead
+   * of a fork of the runner; it rejects when the spawner cannot (the caller may
+   * then start it directly). Never used for a process with environment
+   * arguments: a waiter's environment comes later, through its spec pipe.
+   */
+  spawner?: SandboxSpawner;
 }
 
 /** A started process that may still be waiting for its spec (see BwrapProcessOptions.waiting). */
@@ -43,40 +50,32 @@ export interface StartedBwrapProcess extends SandboxProcess {
 /** The fd, in the wrapper and bwrap, from which bwrap reads its environment arguments (`--args`). */
 export const ENV_ARGS_FD = 5;
 
+/** The wrapper's environment: it and bwrap need nothing of the runner's; the sandbox's own is set with --clearenv. */
+const WRAPPER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+/** A started wrapper + bwrap process, however it was started (a spawn here, or the spawner helper). */
+interface Launched {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** The waiter's spec input (fd SPEC_FD), when started `waiting`. */
+  spec: Writable | undefined;
+  /** The host pid of the namespace's init, once bwrap has said it. */
+  initPid(): number | undefined;
+  /** Rejects when the process could not start. */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(): void;
+}
+
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
 export async function startBwrapProcess(options: BwrapProcessOptions): Promise<StartedBwrapProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
-  const child = spawn(options.argv[0]!, options.argv.slice(1), {
-    // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
-    // fd 4 (SPEC_FD) when waiting: the spec the waiter reads, held by the runner alone.
-    // fd 5 (ENV_ARGS_FD): the environment's --setenv arguments, read by bwrap itself.
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe', options.waiting ? 'pipe' : 'ignore', 'pipe'],
-    // The wrapper and bwrap need nothing from the runner's environment; the
-    // sandbox's own environment is set with --clearenv/--setenv.
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
-  });
-  const envInput = (child.stdio as unknown as Array<Writable | null>)[ENV_ARGS_FD]!;
-  // bwrap may fail before it reads (a bad binary path): nothing to report from here, the exit says it.
-  envInput.on('error', () => undefined);
-  envInput.end(options.envArgs ?? Buffer.alloc(0));
-  let initPid: number | undefined;
-  let info = '';
-  const infoStream = child.stdio[3] as Readable | undefined;
-  infoStream?.on('data', (c: Buffer) => {
-    info += c.toString();
-    const m = /"child-pid":\s*(\d+)/.exec(info);
-    if (m) initPid = Number(m[1]);
-  });
-  infoStream?.on('error', () => undefined);
+  const child = options.waiting && options.spawner && !options.envArgs?.length ? await launchBySpawner(options.spawner, options.argv) : launchHere(options);
   let limit: ProcessExit['limit'];
   let dead = false;
   const kill = (): void => {
     if (dead) return;
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // gone already
-    }
+    child.kill();
   };
   const endFor = (why: NonNullable<ProcessExit['limit']>): void => {
     limit ??= why;
@@ -116,18 +115,14 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const exited = new Promise<ProcessExit>((resolve, reject) => {
-    child.once('error', (err) => {
-      dead = true;
-      clearInterval(monitor);
-      reject(err);
-    });
-    child.once('exit', (code, signal) => {
+  const exited = child.exit.then(
+    ({ code, signal }) => {
       dead = true;
       clearInterval(monitor);
       options.signal?.removeEventListener('abort', onAbort);
+      const initPid = child.initPid();
       // One last look: the OOM killer may have ended it between two polls.
-      void checkLimits(code)
+      return checkLimits(code)
         .catch(() => undefined)
         // bwrap's death kills the namespace's init, which kills everything else
         // before it exits itself: once it is gone, so is the whole tree.
@@ -136,20 +131,25 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
           if (!limit && signal === 'SIGXFSZ') limit = 'disk';
           // bwrap reports a signalled child as 128 + signo.
           if (!limit && code === 128 + 25) limit = 'disk';
-          resolve({ code, signal, ...(limit ? { limit } : {}) });
+          return { code, signal, ...(limit ? { limit } : {}) } satisfies ProcessExit;
         });
-    });
-  });
+    },
+    (err: unknown) => {
+      dead = true;
+      clearInterval(monitor);
+      options.signal?.removeEventListener('abort', onAbort);
+      throw err;
+    },
+  );
   // A spawn failure surfaces through `exited`; avoid an unhandled rejection here.
   exited.catch(() => undefined);
-  const specInput = options.waiting ? (child.stdio[SPEC_FD] as Writable) : undefined;
+  const specInput = child.spec;
   // The waiter may die before reading (bwrap failed, the sandbox was disposed).
   specInput?.on('error', () => undefined);
   return {
-    // The first three are always pipes (stdio above).
-    stdin: child.stdin!,
-    stdout: child.stdout!,
-    stderr: child.stderr!,
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
     exited,
     kill,
     specInput,
@@ -160,19 +160,53 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
   };
 }
 
-/** Resolves once `pid` is gone or a zombie (bounded: a stuck process is left to dispose()). */
-async function waitGone(pid: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    // Synchronous, as cgroup events are: a procfs read must not queue behind other sandboxes' removals.
-    let stat: string | undefined;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      stat = undefined;
-    }
-    if (stat === undefined) return;
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return;
-    await sleep(i < 20 ? 1 : 5);
-  }
+/** Spawns the process from the runner itself (a fork of the runner). */
+function launchHere(options: BwrapProcessOptions): Launched {
+  const child = spawn(options.argv[0]!, options.argv.slice(1), {
+    // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
+    // fd 4 (SPEC_FD) when waiting: the spec the waiter reads, held by the runner alone.
+    // fd 5 (ENV_ARGS_FD): the environment's --setenv arguments, read by bwrap itself.
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe', options.waiting ? 'pipe' : 'ignore', 'pipe'],
+    env: WRAPPER_ENV,
+  });
+  const stdio = child.stdio as unknown as Array<(Readable & Writable) | null>;
+  const envInput = stdio[ENV_ARGS_FD]!;
+  // bwrap may fail before it reads (a bad binary path): nothing to report from here, the exit says it.
+  envInput.on('error', () => undefined);
+  envInput.end(options.envArgs ?? Buffer.alloc(0));
+  let initPid: number | undefined;
+  let info = '';
+  const infoStream = stdio[3];
+  infoStream?.on('data', (c: Buffer) => {
+    info += c.toString();
+    const m = /"child-pid":\s*(\d+)/.exec(info);
+    if (m) initPid = Number(m[1]);
+  });
+  infoStream?.on('error', () => undefined);
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return {
+    // The first three are always pipes (stdio above).
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    spec: options.waiting ? stdio[SPEC_FD]! : undefined,
+    initPid: () => initPid,
+    exit,
+    kill: () => {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // gone already
+      }
+    },
+  };
+}
+
+/** Starts the process through the spawner helper (no fork of the runner); its pipes come over as sockets. */
+async function launchBySpawner(spawner: SandboxSpawner, argv: string[]): Promise<Launched> {
+  const p = await spawner.spawn(argv, WRAPPER_ENV);
+  return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, spec: p.spec, initPid: () => p.initPid, exit: p.exit, kill: () => p.kill() };
 }

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import type { Logger } from '../../util/logger.js';
 import { RunnerError } from '../../util/errors.js';
 import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, SpawnOptions } from '../driver.js';
@@ -6,7 +6,9 @@ import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, envArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
 import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
+import type { SandboxSpawner } from './sandbox-spawner.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
+import { describeError } from '../../util/errors.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** Everything a BwrapSandbox needs, gathered by the driver's create(). */
@@ -37,6 +39,8 @@ export interface BwrapSandboxInit {
   egress?: SandboxEgress | undefined;
   /** Undoes the workspace mount; given by the driver. */
   unmountWorkspace: () => Promise<void>;
+  /** Starts the pre-started waiter without a fork of the runner (the driver's helper); undefined: spawn here. */
+  spawner?: SandboxSpawner | undefined;
 }
 
 /** A bubblewrap sandbox: a private workspace and limits, any number of processes. */
@@ -51,6 +55,8 @@ export class BwrapSandbox implements Sandbox {
   private waiter: StartedBwrapProcess | undefined;
   /** Set by the first spawn: only a sandbox's first process may be pre-started. */
   private spawned = false;
+  /** The waiter being started (prestart() until its process is there). */
+  private prestarting: Promise<void> | undefined;
 
   constructor(private readonly init: BwrapSandboxInit) {
     this.id = init.id;
@@ -111,19 +117,33 @@ export class BwrapSandbox implements Sandbox {
    * waiting-process.ts). Used by the spare sandbox. A waiter never taken is
    * killed by dispose(). Resolves once the process is spawned.
    */
-  async prestart(): Promise<void> {
-    if (this.disposing || this.spawned || this.waiter) return;
-    const proc = await startBwrapProcess({
+  prestart(): Promise<void> {
+    if (this.disposing || this.spawned || this.waiter) return Promise.resolve();
+    this.prestarting ??= this.prestartOnce().finally(() => (this.prestarting = undefined));
+    return this.prestarting;
+  }
+
+  private async prestartOnce(): Promise<void> {
+    const options = {
       ...this.commandFor({ argv: [] }, true),
       cgroup: this.init.cgroup,
       workspaceDir: this.workspaceDir,
       workspaceCapped: this.init.workspaceMounted,
       monitorIntervalMs: this.init.monitorIntervalMs,
       waiting: true,
-    });
+    };
+    const spawner = this.init.spawner;
+    const proc = spawner
+      ? await startBwrapProcess({ ...options, spawner }).catch((err: unknown) => {
+          // The helper could not (it died, it could not start): the waiter is started from here instead.
+          this.init.logger.warn({ err: describeError(err), sandbox: this.id }, 'the sandbox spawner failed; starting the waiter from the runner');
+          return startBwrapProcess(options);
+        })
+      : await startBwrapProcess(options);
     this.track(proc);
-    // A spawn or dispose that came while it started: the waiter is not needed.
-    if (this.disposing || this.spawned) proc.kill();
+    // A dispose that came while it started: the waiter is not needed. A spawn
+    // that came meanwhile waits for it (spawn()): it is further along than a new process.
+    if (this.disposing) proc.kill();
     else this.waiter = proc;
   }
 
@@ -162,7 +182,10 @@ export class BwrapSandbox implements Sandbox {
   async spawn(options: SpawnOptions): Promise<SandboxProcess> {
     if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
     if (options.argv.length === 0) throw new RunnerError('invalid_input', 'argv is empty; give at least the program to run');
+    const first = !this.spawned;
     this.spawned = true;
+    if (first && this.prestarting) await this.prestarting.catch(() => undefined);
+    if (this.disposing) throw new RunnerError('sandbox_failed', `sandbox ${this.id} is disposed; create a new sandbox`);
     const taken = this.takeWaiter(options);
     if (taken) return taken;
     const proc = await startBwrapProcess({
@@ -223,12 +246,27 @@ export class BwrapSandbox implements Sandbox {
     if (this.init.cgroup) await step(() => this.init.cgroup!.remove());
     if (this.init.egress) await step(() => this.init.egress!.listener.close());
     await step(() => this.init.unmountWorkspace());
-    await step(() => rm(this.init.sandboxDir, { recursive: true, force: true }));
+    await step(() => removeSandboxDir(this.init.sandboxDir, this.workspaceDir));
     if (first !== undefined) {
       this.init.logger.warn({ err: first, sandbox: this.id }, 'sandbox dispose was incomplete');
       throw first instanceof RunnerError
         ? first
         : new RunnerError('sandbox_failed', `sandbox ${this.id} was not fully removed; check for leftover mounts under ${this.init.sandboxDir}`, { cause: first });
     }
+  }
+}
+
+/**
+ * Removes the sandbox's host folder. Usually it holds only the workspace's
+ * mount point, empty once unmounted: two rmdirs, where a recursive rm walks it
+ * with a stat and a readdir per entry; anything else there (injected files,
+ * the fallback /etc, the egress folder) takes the recursive rm.
+ */
+async function removeSandboxDir(sandboxDir: string, workspaceDir: string): Promise<void> {
+  try {
+    await rmdir(workspaceDir);
+    await rmdir(sandboxDir);
+  } catch {
+    await rm(sandboxDir, { recursive: true, force: true });
   }
 }

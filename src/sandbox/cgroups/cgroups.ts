@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -175,20 +175,30 @@ export class SandboxCgroup {
     const pids = String(Math.max(1, Math.floor(limits.maxProcesses)));
     const period = 100_000;
     const quota = Math.max(1000, Math.round(limits.cpus * period));
+    // Written synchronously, as events() reads: a few bytes into kernel memory
+    // each, where an async write costs three thread-pool round trips (open,
+    // write, close) of runner CPU per file, on every sandbox made.
+    const optional = (file: string, value: string): void => {
+      try {
+        writeFileSync(file, value);
+      } catch {
+        // not there on this kernel or config
+      }
+    };
     if (this.version === 'v2') {
       const d = this.dir();
-      await writeFile(path.join(d, 'memory.max'), mem);
-      await writeFile(path.join(d, 'memory.swap.max'), '0').catch(() => undefined);
-      await writeFile(path.join(d, 'pids.max'), pids);
-      await writeFile(path.join(d, 'cpu.max'), `${quota} ${period}`);
+      writeFileSync(path.join(d, 'memory.max'), mem);
+      optional(path.join(d, 'memory.swap.max'), '0');
+      writeFileSync(path.join(d, 'pids.max'), pids);
+      writeFileSync(path.join(d, 'cpu.max'), `${quota} ${period}`);
       return;
     }
-    await writeFile(path.join(this.dir('memory'), 'memory.limit_in_bytes'), mem);
+    writeFileSync(path.join(this.dir('memory'), 'memory.limit_in_bytes'), mem);
     // memsw exists only with swap accounting; without swap there is nothing to cap.
-    await writeFile(path.join(this.dir('memory'), 'memory.memsw.limit_in_bytes'), mem).catch(() => undefined);
-    await writeFile(path.join(this.dir('pids'), 'pids.max'), pids);
-    await writeFile(path.join(this.dir('cpu'), 'cpu.cfs_period_us'), String(period));
-    await writeFile(path.join(this.dir('cpu'), 'cpu.cfs_quota_us'), String(quota));
+    optional(path.join(this.dir('memory'), 'memory.memsw.limit_in_bytes'), mem);
+    writeFileSync(path.join(this.dir('pids'), 'pids.max'), pids);
+    writeFileSync(path.join(this.dir('cpu'), 'cpu.cfs_period_us'), String(period));
+    writeFileSync(path.join(this.dir('cpu'), 'cpu.cfs_quota_us'), String(quota));
   }
 
   /**
@@ -215,9 +225,9 @@ export class SandboxCgroup {
     };
   }
 
-  /** Pids of every process in the sandbox. */
+  /** Pids of every process in the sandbox. Read synchronously, as events() is (a small kernel file). */
   async pids(): Promise<number[]> {
-    const text = await readFile(this.procsFiles[this.version === 'v2' ? 0 : 1]!, 'utf8').catch(() => '');
+    const text = readSmallFileSync(this.procsFiles[this.version === 'v2' ? 0 : 1]!);
     return text.split('\n').filter(Boolean).map(Number);
   }
 
@@ -253,7 +263,9 @@ export class SandboxCgroup {
       // rmdir fails with EBUSY until the kernel has reaped the last task.
       for (let round = 0; round < 100; round++) {
         try {
-          await rmdir(d);
+          // Synchronous: an empty cgroup's rmdir only unlinks it in the kernel (the
+          // memory controller's clean-up runs later on its own); on every disposal.
+          rmdirSync(d);
           break;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;

@@ -1,0 +1,22 @@
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Resolves once host process `pid` is gone or a zombie; bounded at ~2 s, after
+ * which a stuck process is left to the sandbox's dispose() (cgroup kill).
+ */
+export async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    // Synchronous, as cgroup events are: a procfs read must not queue behind other sandboxes' removals.
+    let stat: string | undefined;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      stat = undefined;
+    }
+    if (stat === undefined) return;
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return;
+    await sleep(i < 20 ? 1 : 5);
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The messages between the runner and its sandbox spawner (spawner-helper.ts),
+ * over the Node IPC channel of the helper process. Both ends are this package
+ * at the same version, started together, so plain types suffice (no schema):
+ * nothing else can write on the channel.
+ */
+
+/** The stdio pipes of a spawned process, each handed to the runner as its own socket. */
+export type SpawnedPipe = 'stdin' | 'stdout' | 'stderr' | 'spec';
+
+/** Runner → helper. */
+export type SpawnerRequest =
+  /** Start `argv` (a wrapper + bwrap line) with stdio as a pre-started waiter has it (see bwrap-process.ts). */
+  | { kind: 'spawn'; id: number; argv: string[]; env: Record<string, string> }
+  /** SIGKILL process `id` (a no-op once it has exited). */
+  | { kind: 'kill'; id: number };
+
+/** Helper → runner. A `pipe` message carries the pipe's socket as its handle. */
+export type SpawnerEvent =
+  | { kind: 'ready' }
+  | { kind: 'pipe'; id: number; pipe: SpawnedPipe }
+  /** Every pipe of `id` has been sent; `pid` is the process's host pid. */
+  | { kind: 'spawned'; id: number; pid: number }
+  /** bwrap's --info-fd said the host pid of the sandbox's init. */
+  | { kind: 'info'; id: number; childPid: number }
+  | { kind: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'error'; id: number; message: string };
+
+/** The pipes in the order the helper sends them; `spawned` follows the last. */
+export const SPAWNED_PIPES: readonly SpawnedPipe[] = ['stdin', 'stdout', 'stderr', 'spec'];
