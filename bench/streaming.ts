@@ -29,7 +29,7 @@ export async function measureStreaming(stack: BenchStack, runnerId: string, mb: 
       const samples: CpuSample[] = [];
       const sample = () => samples.push({ at: performance.timeOrigin + performance.now(), cp: cpuMs(process.cpuUsage()), runner: runnerCpuMs(runner) });
       sample();
-      const timer = setInterval(sample, 5);
+      const timer = setInterval(sample, 20);
       let r: StreamReading;
       try {
         r = await readStream(client, { url: `${stack.cp.url}/v1/tool-calls/${started.body.id}/events`, token: stack.cp.adminToken });
