@@ -21,6 +21,12 @@ export interface StreamReading {
   last: number;
   /** The first output event came in the first read: it was replayed, not live. */
   replayed: boolean;
+  /**
+   * Events were missing (a gap in seq): the client subscribed after more than
+   * the control plane's replay buffer had gone by, and what came between was
+   * not replayed to it.
+   */
+  gap: boolean;
   /** This process's CPU time from the first to the last output event, ms. */
   cpuMs: number;
 }
@@ -33,7 +39,8 @@ export interface StreamRequest {
 async function read(req: StreamRequest): Promise<StreamReading> {
   const res = await openEvents(req.url, req.token);
   const events = new SseEvents();
-  const r: StreamReading = { seen: 0, firstBytes: 0, events: 0, first: 0, last: 0, replayed: false, cpuMs: 0 };
+  const r: StreamReading = { seen: 0, firstBytes: 0, events: 0, first: 0, last: 0, replayed: false, gap: false, cpuMs: 0 };
+  let nextSeq = 0;
   let reads = 0;
   let cpuFirst: NodeJS.CpuUsage | undefined;
   await new Promise<void>((resolve, reject) => {
@@ -42,8 +49,11 @@ async function read(req: StreamRequest): Promise<StreamReading> {
       let lastOutput = false;
       for (const event of events.push(chunk)) {
         if (event.type === 'output') {
-          // Parsed as a client would; only the length is used.
-          const n = (JSON.parse(event.data) as { data: string }).data.length;
+          // Parsed as a client would; only the length and the order are used.
+          const parsed = JSON.parse(event.data) as { seq: number; data: string };
+          const n = parsed.data.length;
+          if (parsed.seq !== nextSeq) r.gap = true;
+          nextSeq = parsed.seq + 1;
           if (r.events === 0) {
             cpuFirst = process.cpuUsage();
             r.first = performance.timeOrigin + performance.now();
