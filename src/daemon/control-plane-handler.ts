@@ -13,6 +13,9 @@ import type { RequestVerifier } from '../signing/index.js';
 import type { CallSpan, Tracing } from '../tracing/index.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 
+/** Longest wait for queued output before a call's result is journaled and sent. */
+const OUTPUT_FLUSH_MAX_MS = 1000;
+
 export interface ControlPlaneHandlerOptions {
   connection: () => RunnerConnection;
   journal: CallJournal;
@@ -242,6 +245,13 @@ export class ControlPlaneHandler {
       credentials?.dispose();
     }
     span?.setAttributes({ 'call.status': result.status }).end(result.isError ? 'error' : 'ok');
+    // Journaling and sending a result that carries MBs of output blocks this
+    // loop for a while; output frames still queued here would wait behind it,
+    // although they go out first on the socket anyway. So they leave first.
+    // The result is not held back by this (it follows them on the same
+    // socket), and the wait is bounded in case the socket stalls.
+    const flushing = conn.outputFlushed(OUTPUT_FLUSH_MAX_MS);
+    if (flushing) await flushing;
     const message: ToolResultMessage = {
       v: 1,
       id: `result-${callId}`,
