@@ -87,6 +87,21 @@ export class RunnerConnection extends EventEmitter {
   }
 
   /**
+   * Sends a message already serialised whole, envelope (v, id) included: a
+   * result is serialised once for the journal and the wire.
+   */
+  async sendSerialized(json: string): Promise<boolean> {
+    const t = this.transport;
+    if (!t || !this.ready) return false;
+    try {
+      await t.send(json);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Sends a binary output frame. Waits while the socket holds more than its
    * high-water mark, so a slow control plane pauses the producer.
    */

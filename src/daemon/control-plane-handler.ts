@@ -262,11 +262,13 @@ export class ControlPlaneHandler {
       durationMs: Math.round(result.durationMs * 1000) / 1000,
       ...(span ? { traceId: span.traceId } : {}),
     };
-    journal.complete(message);
+    // Serialised once for the journal and the wire (it can carry MBs of output).
+    const json = JSON.stringify(message);
+    journal.complete(message, json);
     // Sent while the journal syncs: written already, so a crash of this process
     // keeps it; see CallJournal.complete for why a power loss adds no new loss.
     const synced = journal.sync();
-    const sent = this.send(message);
+    const sent = this.options.connection().sendSerialized(json);
     log.info({ tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs }, 'call finished');
     this.options.audit?.append({ type: 'call.result', callId, tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs });
     await Promise.all([sent, synced]);
