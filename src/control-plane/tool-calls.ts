@@ -12,6 +12,7 @@ import {
   type ToolResultContent,
 } from '../protocol/index.js';
 import type { Logger } from '../util/logger.js';
+import { asciiJsonObject } from './ascii-json.js';
 import { publicCall, type CallRecord, type CallStore, type PublicCall } from './call-store.js';
 import { CREDENTIAL_GRACE_MS, sealCredentials, type CredentialsBody } from './credentials.js';
 import { messageId, type RunnerConnection } from './runner-connection.js';
@@ -281,8 +282,13 @@ export class ToolCalls {
       // A character left incomplete by the frame before cannot be finished by
       // an ASCII byte: end() gives the U+FFFD that write() would have given.
       const held = decoder?.end() ?? '';
+      if (held === '') {
+        // The same bytes as JSON.stringify of the OutputEvent ({seq, stream, data} in that order).
+        this.#publish(live, asciiJsonObject(`{"seq":${frame.seq},"stream":"${frame.stream}","data":"`, frame.data));
+        return;
+      }
       const event: OutputEvent = { seq: frame.seq, stream: frame.stream, data: held + frame.data.toString('latin1') };
-      this.#publish(live, Buffer.from(JSON.stringify(event), held === '' ? 'latin1' : 'utf8'));
+      this.#publish(live, Buffer.from(JSON.stringify(event)));
       return;
     }
     // A decoder per stream keeps a UTF-8 character split across frames whole.
