@@ -117,10 +117,12 @@ export class CallJournal {
    * result while that runs, since the control plane's copy and this one only
    * both go missing if the machine loses power before the sync lands, which is
    * the same outcome as losing power while the call ran.
+   * `resultJson`, when given, is JSON.stringify(result), made once by the
+   * caller for the journal and the wire: a result can carry MBs of output.
    * @throws RunnerError `io` when it cannot be written (the result is not stored).
    */
-  complete(result: ToolResultMessage): void {
-    this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId);
+  complete(result: ToolResultMessage, resultJson?: string): void {
+    this.append({ op: 'done', id: result.callId, at: this.options.now(), result }, result.callId, resultJson);
   }
 
   /** Drops acknowledged results from the outbox (they stay on disk for dedupe). */
@@ -181,8 +183,10 @@ export class CallJournal {
    * far more on a busy host. A failed write leaves the size unchanged, so the
    * next record overwrites the torn one.
    */
-  private append(record: JournalRecord, resultId?: string): void {
-    const line = Buffer.from(JSON.stringify(record) + '\n');
+  private append(record: JournalRecord, resultId?: string, resultJson?: string): void {
+    // The same text JSON.stringify(record) gives ({op, id, at, result} in that order).
+    const json = resultJson !== undefined && record.op === 'done' ? `{"op":"done","id":${JSON.stringify(record.id)},"at":${record.at},"result":${resultJson}}` : JSON.stringify(record);
+    const line = Buffer.from(json + '\n');
     const offset = this.size;
     try {
       for (let done = 0; done < line.length; ) done += writeSync(this.fh.fd, line, done, line.length - done, offset + done);

@@ -55,6 +55,8 @@ export class RunnerConnection extends EventEmitter {
   /** Successful handshakes after the first. */
   reconnects = 0;
   private handshakes = 0;
+  /** The last binary frame's send, settled either way (see outputFlushed). */
+  private lastBinary: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RunnerConnectionOptions) {
     super();
@@ -85,6 +87,21 @@ export class RunnerConnection extends EventEmitter {
   }
 
   /**
+   * Sends a message already serialised whole, envelope (v, id) included: a
+   * result is serialised once for the journal and the wire.
+   */
+  async sendSerialized(json: string): Promise<boolean> {
+    const t = this.transport;
+    if (!t || !this.ready) return false;
+    try {
+      await t.send(json);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
    * Sends a binary output frame. Waits while the socket holds more than its
    * high-water mark, so a slow control plane pauses the producer.
    */
@@ -93,12 +110,25 @@ export class RunnerConnection extends EventEmitter {
     if (!t || !this.ready) return false;
     try {
       const sent = t.send(frame);
+      this.lastBinary = sent.catch(() => undefined);
       if (t.bufferedAmount > HIGH_WATER) await sent;
-      else sent.catch(() => undefined);
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Resolves once the binary frames sent so far are written to the socket (or
+   * failed), or after `maxMs`; undefined when nothing is queued. Lets a caller
+   * about to block the event loop (a large result) first let queued output go.
+   */
+  outputFlushed(maxMs: number): Promise<void> | undefined {
+    const t = this.transport;
+    if (!t || t.bufferedAmount === 0) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, maxMs)));
+    return Promise.race([this.lastBinary, late]).finally(() => clearTimeout(timer));
   }
 
   /** Stops reconnecting and closes the connection. */

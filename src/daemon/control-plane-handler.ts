@@ -13,6 +13,9 @@ import type { RequestVerifier } from '../signing/index.js';
 import type { CallSpan, Tracing } from '../tracing/index.js';
 import { noopLogger, type Logger } from '../util/logger.js';
 
+/** Longest wait for queued output before a call's result is journaled and sent. */
+const OUTPUT_FLUSH_MAX_MS = 1000;
+
 export interface ControlPlaneHandlerOptions {
   connection: () => RunnerConnection;
   journal: CallJournal;
@@ -254,6 +257,13 @@ export class ControlPlaneHandler {
       clearTimeout(acceptedTimer);
     }
     span?.setAttributes({ 'call.status': result.status }).end(result.isError ? 'error' : 'ok');
+    // Journaling and sending a result that carries MBs of output blocks this
+    // loop for a while; output frames still queued here would wait behind it,
+    // although they go out first on the socket anyway. So they leave first.
+    // The result is not held back by this (it follows them on the same
+    // socket), and the wait is bounded in case the socket stalls.
+    const flushing = conn.outputFlushed(OUTPUT_FLUSH_MAX_MS);
+    if (flushing) await flushing;
     const message: ToolResultMessage = {
       v: 1,
       id: `result-${callId}`,
@@ -264,11 +274,13 @@ export class ControlPlaneHandler {
       durationMs: Math.round(result.durationMs * 1000) / 1000,
       ...(span ? { traceId: span.traceId } : {}),
     };
-    journal.complete(message);
+    // Serialised once for the journal and the wire (it can carry MBs of output).
+    const json = JSON.stringify(message);
+    journal.complete(message, json);
     // Sent while the journal syncs: written already, so a crash of this process
     // keeps it; see CallJournal.complete for why a power loss adds no new loss.
     const synced = journal.sync();
-    const sent = this.send(message);
+    const sent = this.options.connection().sendSerialized(json);
     log.info({ tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs }, 'call finished');
     this.options.audit?.append({ type: 'call.result', callId, tool: msg.toolUse.name, status: result.status, durationMs: message.durationMs });
     await Promise.all([sent, synced]);

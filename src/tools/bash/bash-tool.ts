@@ -124,8 +124,11 @@ async function runInSlot(slot: BashSlot, input: BashInput, ctx: ToolContext): Pr
 
 /** stdout, then stderr, each without its final newline, with a marker where a stream was cut. */
 function formatOutput(r: CommandResult): string {
-  const part = (text: string, dropped: number): string =>
-    (dropped > 0 ? text + truncationMarker(dropped) : text).replace(/\n$/, '');
+  const part = (text: string, dropped: number): string => {
+    const full = dropped > 0 ? text + truncationMarker(dropped) : text;
+    // Not replace(/\n$/): the regex tries every newline of the output (MBs of it) for the end.
+    return full.endsWith('\n') ? full.slice(0, -1) : full;
+  };
   return join(part(r.stdout, r.stdoutDropped), part(r.stderr, r.stderrDropped));
 }
 

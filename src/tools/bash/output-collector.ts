@@ -59,17 +59,25 @@ export class OutputCollector {
     const keep = bytes.length <= room ? bytes : bytes.subarray(0, room);
     this.dropped += bytes.length - keep.length;
     if (keep.length === 0) return;
-    const copy = Buffer.from(keep);
-    this.kept.push(copy);
-    this.keptBytes += copy.length;
-    await this.emit(copy);
+    // Kept as is when it is most of the memory behind it (a pipe read, a
+    // batch the pump joined): copying every byte once more cost the runner
+    // more than the kept output is worth. A small slice of a big buffer is
+    // copied, so what is held stays under twice the cap.
+    const held = keep.length * 2 >= keep.buffer.byteLength ? keep : Buffer.from(keep);
+    this.kept.push(held);
+    this.keptBytes += held.length;
+    await this.emit(held);
   }
 }
 
 /** Length of the longest suffix of `buf` that is a proper prefix of `needle`. */
 export function partialSuffix(buf: Buffer, needle: Buffer): number {
-  for (let k = Math.min(buf.length, needle.length - 1); k > 0; k--) {
-    if (buf.subarray(buf.length - k).equals(needle.subarray(0, k))) return k;
+  // Byte by byte rather than subarray().equals(): that made two Buffer objects
+  // per candidate length, for every chunk of output.
+  candidates: for (let k = Math.min(buf.length, needle.length - 1); k > 0; k--) {
+    const start = buf.length - k;
+    for (let i = 0; i < k; i++) if (buf[start + i] !== needle[i]) continue candidates;
+    return k;
   }
   return 0;
 }

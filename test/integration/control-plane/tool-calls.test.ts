@@ -114,15 +114,20 @@ describe('control plane tool calls', () => {
     const e = Buffer.from('é');
     runner.sendRaw(encodeOutputFrame({ callId: 'toolu_e2e', seq: 1, stream: 'stderr', data: Buffer.concat([Buffer.from('warn '), e.subarray(0, 1)]) }));
     runner.sendRaw(encodeOutputFrame({ callId: 'toolu_e2e', seq: 2, stream: 'stderr', data: e.subarray(1) }));
+    // A character cut off by plain ASCII reads as U+FFFD, and ASCII's quotes, backslashes and control bytes arrive as sent.
+    runner.sendRaw(encodeOutputFrame({ callId: 'toolu_e2e', seq: 3, stream: 'stdout', data: Buffer.concat([Buffer.from('x'), e.subarray(0, 1)]) }));
+    runner.sendRaw(encodeOutputFrame({ callId: 'toolu_e2e', seq: 4, stream: 'stdout', data: Buffer.from('a "q" \\ \t\r\n\u0001\u001f end') }));
     runner.send(resultFor('toolu_e2e', '42'));
 
     const seen: Array<{ event: string; data: any }> = [];
     for await (const ev of readEvents(events)) seen.push(ev);
-    expect(seen.map((s) => s.event)).toEqual(['output', 'output', 'output', 'result']);
+    expect(seen.map((s) => s.event)).toEqual(['output', 'output', 'output', 'output', 'output', 'result']);
     expect(seen[0]!.data).toEqual({ seq: 0, stream: 'stdout', data: 'hi\n' });
     expect(seen[1]!.data).toEqual({ seq: 1, stream: 'stderr', data: 'warn ' });
     expect(seen[2]!.data).toEqual({ seq: 2, stream: 'stderr', data: 'é' });
-    expect(seen[3]!.data).toMatchObject({ id: 'toolu_e2e', status: 'completed', content: '42' });
+    expect(seen[3]!.data).toEqual({ seq: 3, stream: 'stdout', data: 'x' });
+    expect(seen[4]!.data).toEqual({ seq: 4, stream: 'stdout', data: '\ufffda "q" \\ \t\r\n\u0001\u001f end' });
+    expect(seen[5]!.data).toMatchObject({ id: 'toolu_e2e', status: 'completed', content: '42' });
 
     const res = await waiting;
     expect(res.status).toBe(200);

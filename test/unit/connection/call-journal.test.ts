@@ -68,6 +68,20 @@ describe('CallJournal (the outbox and the record of seen call ids)', () => {
     await j.close();
   });
 
+  it('writes the same line for a result serialised by the caller as for one it serialises itself', async () => {
+    const j = await CallJournal.open(dir, { retentionMs: 60_000, now: () => 1234 });
+    const a = result('c1', 'line "one"\nline two\u0001');
+    const b = result('c2', 'line "one"\nline two\u0001');
+    j.complete(a);
+    j.complete(b, JSON.stringify(b));
+    const [la, lb] = (await readFile(path.join(dir, 'calls.jsonl'), 'utf8')).trim().split('\n');
+    expect(lb).toBe(la!.replaceAll('c1', 'c2'));
+    await j.close();
+    const again = await CallJournal.open(dir, { retentionMs: 60_000 });
+    expect(again.pending()).toEqual([a, b]);
+    await again.close();
+  });
+
   it('has a result in the file as soon as complete() returns, before any sync; sync() makes it durable', async () => {
     const j = await CallJournal.open(dir, { retentionMs: 60_000 });
     j.begin('c1');
