@@ -84,7 +84,7 @@ export class BwrapDriver implements SandboxDriver {
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
     this.bwrapPath = options.bwrapPath ?? 'bwrap';
-    this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner());
+    this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner({ logger: this.logger }));
     this.cgroups = new CgroupManager({
       logger: this.logger,
       ...(options.cgroupParent ? { parent: options.cgroupParent } : {}),

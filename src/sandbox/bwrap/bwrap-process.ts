@@ -5,6 +5,7 @@ import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { waitGone } from './process-gone.js';
 import type { SandboxSpawner } from './sandbox-spawner.js';
+import type { DirectSpawn } from './spawner-messages.js';
 import { SPEC_FD } from './waiting-process.js';
 
 /**
@@ -35,6 +36,12 @@ export interface BwrapProcessOptions {
    * arguments: a waiter's environment comes later, through its spec pipe.
    */
   spawner?: SandboxSpawner;
+  /**
+   * With `spawner`: the bwrap line alone and how to start it without the
+   * wrapper programs (uid/gid, cgroup join), see DirectSpawn; `argv` is then
+   * the fallback. A process started here always takes `argv`.
+   */
+  direct?: DirectSpawn;
 }
 
 /** A started process that may still be waiting for its spec (see BwrapProcessOptions.waiting). */
@@ -43,6 +50,8 @@ export interface StartedBwrapProcess extends SandboxProcess {
   readonly specInput: Writable | undefined;
   /** Whether the process has exited (synchronously known). */
   readonly dead: boolean;
+  /** Whether bwrap was started without the wrapper programs (by the spawner, see DirectSpawn). */
+  readonly direct: boolean;
   /** Starts watching limits; a no-op unless started `waiting`, and after the first call. */
   begin(): void;
 }
@@ -62,6 +71,7 @@ interface Launched {
   spec: Writable | undefined;
   /** The host pid of the namespace's init, once bwrap has said it. */
   initPid(): number | undefined;
+  direct: boolean;
   /** Rejects when the process could not start. */
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(): void;
@@ -70,7 +80,7 @@ interface Launched {
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
 export async function startBwrapProcess(options: BwrapProcessOptions): Promise<StartedBwrapProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
-  const child = options.waiting && options.spawner && !options.envArgs?.length ? await launchBySpawner(options.spawner, options.argv) : launchHere(options);
+  const child = options.waiting && options.spawner && !options.envArgs?.length ? await launchBySpawner(options.spawner, options.argv, options.direct) : launchHere(options);
   let limit: ProcessExit['limit'];
   let dead = false;
   const kill = (): void => {
@@ -156,6 +166,7 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
     get dead() {
       return dead;
     },
+    direct: child.direct,
     begin,
   };
 }
@@ -194,6 +205,7 @@ function launchHere(options: BwrapProcessOptions): Launched {
     stderr: child.stderr!,
     spec: options.waiting ? stdio[SPEC_FD]! : undefined,
     initPid: () => initPid,
+    direct: false,
     exit,
     kill: () => {
       try {
@@ -206,7 +218,7 @@ function launchHere(options: BwrapProcessOptions): Launched {
 }
 
 /** Starts the process through the spawner helper (no fork of the runner); its pipes come over as sockets. */
-async function launchBySpawner(spawner: SandboxSpawner, argv: string[]): Promise<Launched> {
-  const p = await spawner.spawn(argv, WRAPPER_ENV);
-  return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, spec: p.spec, initPid: () => p.initPid, exit: p.exit, kill: () => p.kill() };
+async function launchBySpawner(spawner: SandboxSpawner, argv: string[], direct: DirectSpawn | undefined): Promise<Launched> {
+  const p = await spawner.spawn(argv, WRAPPER_ENV, direct);
+  return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, spec: p.spec, initPid: () => p.initPid, direct: p.direct, exit: p.exit, kill: () => p.kill() };
 }

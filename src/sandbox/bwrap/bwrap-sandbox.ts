@@ -7,6 +7,7 @@ import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, envArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
 import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
 import type { SandboxSpawner } from './sandbox-spawner.js';
+import type { DirectSpawn } from './spawner-messages.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
 import { describeError } from '../../util/errors.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
@@ -29,7 +30,7 @@ export interface BwrapSandboxInit {
   env: Record<string, string>;
   limits: SandboxLimits;
   cgroup: SandboxCgroup | undefined;
-  /** Host uid/gid the sandbox runs as (setpriv), or undefined to keep the runner's. */
+  /** Host uid/gid the sandbox runs as (setpriv, or the spawner's spawn options), or undefined to keep the runner's. */
   hostUid: number | undefined;
   /** rlimits applied with prlimit, e.g. `--nproc=256`. */
   rlimits: string[];
@@ -69,6 +70,15 @@ export class BwrapSandbox implements Sandbox {
     return (await this.init.cgroup?.pids()) ?? [];
   }
 
+  /**
+   * How the pre-started waiter was started: `direct` (bwrap by the spawner
+   * helper, no wrapper programs), `wrapper` (the cgroup wrapper and setpriv
+   * line), or undefined when there is none waiting. For diagnostics and tests.
+   */
+  get waiterStart(): 'direct' | 'wrapper' | undefined {
+    return this.waiter ? (this.waiter.direct ? 'direct' : 'wrapper') : undefined;
+  }
+
   /** The host uid the sandbox's processes run as, when the driver assigned one (running as root). */
   get hostUid(): number | undefined {
     return this.init.hostUid;
@@ -78,9 +88,12 @@ export class BwrapSandbox implements Sandbox {
    * The command line of one process: cgroup wrapper → prlimit → setpriv → bwrap,
    * and the environment bwrap reads from fd ENV_ARGS_FD (never on a command line).
    * `waiting`: the pre-started waiter, whose environment, cwd and argv come
-   * later through its spec pipe, so bwrap gets an empty environment.
+   * later through its spec pipe, so bwrap gets an empty environment; then also
+   * `direct`, how the spawner helper starts the bwrap line alone (uid/gid and
+   * cgroup join done by the spawner itself, see DirectSpawn), when no rlimits
+   * apply (prlimit has no spawn option; rlimits only apply without cgroups).
    */
-  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): { argv: string[]; envArgs: Buffer } {
+  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): { argv: string[]; envArgs: Buffer; direct?: DirectSpawn } {
     const i = this.init;
     const env = waiting ? {} : { ...i.env, ...options.env };
     const bwrap = buildBwrapArgs({
@@ -107,7 +120,16 @@ export class BwrapSandbox implements Sandbox {
         : ['setpriv', `--reuid=${i.hostUid}`, `--regid=${i.hostUid}`, '--clear-groups', '--'];
     const prlimit = i.rlimits.length > 0 ? ['prlimit', ...i.rlimits, '--'] : [];
     const command = [...prlimit, ...setpriv, ...bwrap];
-    return { argv: i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command, envArgs: envArgs(env) };
+    const argv = i.cgroup ? wrapInCgroup(i.cgroup.join.files, command, i.cgroup.join.write) : command;
+    const direct: DirectSpawn | undefined =
+      waiting && prlimit.length === 0
+        ? {
+            argv: bwrap,
+            ...(i.hostUid !== undefined ? { uid: i.hostUid, gid: i.hostUid } : {}),
+            ...(i.cgroup ? { cgroup: i.cgroup.target } : {}),
+          }
+        : undefined;
+    return { argv, envArgs: envArgs(env), ...(direct ? { direct } : {}) };
   }
 
   /**

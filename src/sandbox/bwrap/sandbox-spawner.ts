@@ -4,14 +4,17 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RunnerError } from '../../util/errors.js';
+import { noopLogger, type Logger } from '../../util/logger.js';
 import { PACKAGE_ROOT } from '../../util/package-info.js';
 import { waitGone } from './process-gone.js';
-import { SPAWNED_PIPES, type SpawnedPipe, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
+import { SPAWNED_PIPES, type DirectSpawn, type SpawnedPipe, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
 
 /** A process started by the spawner, its pipes held by the runner alone. */
 export interface SpawnedProcess {
-  /** Host pid of the process (the wrapper, later bwrap). */
+  /** Host pid of the process (bwrap, or the wrapper that execs it). */
   readonly pid: number;
+  /** Whether bwrap was started directly (see DirectSpawn), not through the wrapper line. */
+  readonly direct: boolean;
   readonly stdin: Socket;
   readonly stdout: Socket;
   readonly stderr: Socket;
@@ -38,6 +41,7 @@ interface Live {
   reject: (err: Error) => void;
   settle: (exit: ProcessEnd) => void;
   pid?: number;
+  direct?: boolean;
   initPid?: number;
   exited: boolean;
 }
@@ -51,14 +55,23 @@ interface Live {
  * that is gone. The helper never keeps the runner alive while idle.
  */
 export class SandboxSpawner {
+  private readonly logger: Logger;
   private child: ChildProcess | undefined;
   private ready: Promise<ChildProcess> | undefined;
   private readonly live = new Map<number, Live>();
   private nextId = 1;
   private closed = false;
 
-  /** Spawns `argv` in the helper with a waiter's stdio; rejects when the helper cannot start or spawn it. */
-  async spawn(argv: string[], env: Record<string, string>): Promise<SpawnedProcess> {
+  constructor(options: { logger?: Logger } = {}) {
+    this.logger = options.logger ?? noopLogger;
+  }
+
+  /**
+   * Spawns `argv` in the helper with a waiter's stdio; with `direct`, bwrap
+   * without the wrappers, and `argv` only when the helper cannot join the
+   * cgroup itself (logged). Rejects when the helper cannot start or spawn it.
+   */
+  async spawn(argv: string[], env: Record<string, string>, direct?: DirectSpawn): Promise<SpawnedProcess> {
     if (this.closed) throw new RunnerError('sandbox_failed', 'the sandbox spawner is closed; the runner is stopping');
     const child = await this.helper();
     const id = this.nextId++;
@@ -69,6 +82,9 @@ export class SandboxSpawner {
       entry.proc = {
         get pid() {
           return entry.pid!;
+        },
+        get direct() {
+          return entry.direct ?? false;
         },
         get stdin() {
           return entry.pipes.stdin!;
@@ -91,7 +107,7 @@ export class SandboxSpawner {
         },
       };
       this.live.set(id, entry);
-      this.send(child, { kind: 'spawn', id, argv, env });
+      this.send(child, { kind: 'spawn', id, argv, env, ...(direct ? { direct } : {}) });
       this.refresh(child);
     });
   }
@@ -162,8 +178,12 @@ export class SandboxSpawner {
           entry.pipes[ev.pipe] = handle;
         }
         return;
+      case 'note':
+        this.logger.warn({ detail: ev.message }, 'the sandbox spawner could not start bwrap directly; it used the cgroup wrapper');
+        return;
       case 'spawned':
         entry.pid = ev.pid;
+        entry.direct = ev.direct;
         if (SPAWNED_PIPES.some((p) => !entry.pipes[p])) {
           entry.reject(new RunnerError('sandbox_failed', 'the sandbox spawner did not hand over every pipe; this is a bug in the runner'));
           this.kill(ev.id);

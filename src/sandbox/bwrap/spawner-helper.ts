@@ -9,8 +9,11 @@
  * of calls, right when the next call arrives. This process holds a few MB of
  * heap, and its forks stall nobody.
  *
- * What it does, and only that: spawn an argv array the runner gives (the
- * wrapper + bwrap line of a waiter), hand the process's stdin, stdout, stderr
+ * What it does, and only that: spawn an argv array the runner gives (bwrap
+ * directly — dropping to the sandbox's uid/gid through the spawn options and
+ * joining its cgroups by moving itself there around the spawn, see
+ * cgroup-self-move.ts — or, when it cannot join them, the wrapper + bwrap
+ * line of a waiter), hand the process's stdin, stdout, stderr
  * and spec pipe to the runner as sockets over the IPC channel (SCM_RIGHTS; its
  * own copies are closed once sent), report bwrap's init pid and the exit, and
  * SIGKILL a process when asked. It never sees a call's environment or spec:
@@ -25,7 +28,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { SPAWNED_PIPES, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
+import { checkHome, CgroupJoinError, homeFiles, selfCgroupText, spawnInCgroups, type CgroupTarget } from '../cgroups/cgroup-self-move.js';
+import { SPAWNED_PIPES, type DirectSpawn, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
 
 /** fds in the child: 0-2 stdio, 3 bwrap's --info-fd, 4 the waiter's spec, 5 bwrap's --args (empty). */
 const STDIO = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'] as const;
@@ -44,12 +48,69 @@ function main(): void {
     if (process.connected) send(ev, handle as never, undefined, () => undefined);
   };
 
-  const start = (id: number, argv: string[], env: Record<string, string>): void => {
+  // Where this process moves back to after a spawn in a sandbox's cgroups,
+  // per layout; null: it cannot (then every spawn takes the wrapper).
+  const homes = new Map<string, string[] | null>();
+  const homesFor = (target: CgroupTarget): string[] | undefined => {
+    const key = JSON.stringify([target.mountRoot, target.write, target.controllers]);
+    if (!homes.has(key)) {
+      let found = homeFiles(target, selfCgroupText());
+      try {
+        if (found) checkHome(target, found);
+      } catch {
+        found = undefined;
+      }
+      homes.set(key, found ?? null);
+    }
+    return homes.get(key) ?? undefined;
+  };
+  // The move back failed: this process sits in a sandbox's cgroups, whose
+  // removal kills it. It must not spawn anything more; the runner starts a new one.
+  let stuck: Error | undefined;
+
+  const spawnDirect = (direct: DirectSpawn, env: Record<string, string>): ChildProcess => {
+    const options = {
+      stdio: [...STDIO],
+      env,
+      ...(direct.uid !== undefined ? { uid: direct.uid } : {}),
+      ...(direct.gid !== undefined ? { gid: direct.gid } : {}),
+    };
+    const run = (): ChildProcess => spawn(direct.argv[0]!, direct.argv.slice(1), options);
+    if (!direct.cgroup) return run();
+    const back = homesFor(direct.cgroup);
+    if (!back) throw new CgroupJoinError('the spawner cannot find or write its own cgroup to move back to');
+    return spawnInCgroups(direct.cgroup, back, run, (err) => (stuck ??= err));
+  };
+
+  const start = (id: number, argv: string[], env: Record<string, string>, direct: DirectSpawn | undefined): void => {
     let child: ChildProcess;
+    let isDirect = false;
     try {
-      child = spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+      if (direct) {
+        try {
+          child = spawnDirect(direct, env);
+          isDirect = true;
+        } catch (err) {
+          if (!(err instanceof CgroupJoinError)) throw err;
+          emit({ kind: 'note', id, message: `${err.message}; started through the cgroup wrapper instead` });
+          child = spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+        }
+      } else {
+        child = spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+      }
     } catch (err) {
       emit({ kind: 'error', id, message: (err as Error).message });
+      return;
+    }
+    if (stuck) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // gone already
+      }
+      emit({ kind: 'error', id, message: `the spawner could not leave the sandbox's cgroup (${stuck.message}); it exits` });
+      process.stderr.write(`sandbox-spawner: could not move back to its own cgroup (${stuck.message}); exiting\n`);
+      shutdown(70);
       return;
     }
     child.once('error', (err) => {
@@ -86,7 +147,7 @@ function main(): void {
       // Sending detaches the socket from this process (keepOpen false): the runner holds the only end.
       emit({ kind: 'pipe', id, pipe }, fds[pipe]);
     }
-    emit({ kind: 'spawned', id, pid: child.pid });
+    emit({ kind: 'spawned', id, pid: child.pid, direct: isDirect });
     child.once('exit', (code, signal) => {
       children.delete(id);
       emit({ kind: 'exit', id, code, signal });
@@ -94,7 +155,7 @@ function main(): void {
   };
 
   process.on('message', (req: SpawnerRequest) => {
-    if (req.kind === 'spawn') start(req.id, req.argv, req.env);
+    if (req.kind === 'spawn') start(req.id, req.argv, req.env, req.direct);
     else if (req.kind === 'kill') {
       try {
         children.get(req.id)?.kill('SIGKILL');
@@ -103,7 +164,7 @@ function main(): void {
       }
     }
   });
-  process.on('disconnect', () => {
+  function shutdown(code: number): void {
     for (const child of children.values()) {
       try {
         child.kill('SIGKILL');
@@ -111,8 +172,9 @@ function main(): void {
         // gone already
       }
     }
-    process.exit(0);
-  });
+    process.exit(code);
+  }
+  process.on('disconnect', () => shutdown(0));
   // A Ctrl-C or a service manager's SIGTERM reaches the whole process group;
   // the runner drains its calls first, and this process ends with its channel.
   process.on('SIGINT', () => undefined);

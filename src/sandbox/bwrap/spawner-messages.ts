@@ -5,13 +5,33 @@
  * nothing else can write on the channel.
  */
 
+import type { CgroupTarget } from '../cgroups/cgroup-self-move.js';
+
 /** The stdio pipes of a spawned process, each handed to the runner as its own socket. */
 export type SpawnedPipe = 'stdin' | 'stdout' | 'stderr' | 'spec';
 
+/**
+ * bwrap started directly, without the wrapper programs: the helper drops to
+ * `uid`/`gid` through the spawn options (setgroups(0), setgid, setuid in the
+ * child, as `setpriv --reuid --regid --clear-groups` did) and joins `cgroup`
+ * by moving itself there around the spawn (cgroup-self-move.ts).
+ */
+export interface DirectSpawn {
+  /** The bwrap line alone. */
+  argv: string[];
+  uid?: number;
+  gid?: number;
+  cgroup?: CgroupTarget;
+}
+
 /** Runner → helper. */
 export type SpawnerRequest =
-  /** Start `argv` (a wrapper + bwrap line) with stdio as a pre-started waiter has it (see bwrap-process.ts). */
-  | { kind: 'spawn'; id: number; argv: string[]; env: Record<string, string> }
+  /**
+   * Start `argv` (a wrapper + bwrap line) with stdio as a pre-started waiter
+   * has it (see bwrap-process.ts); with `direct`, start that instead, and
+   * `argv` only when the direct start cannot join the cgroup.
+   */
+  | { kind: 'spawn'; id: number; argv: string[]; env: Record<string, string>; direct?: DirectSpawn }
   /** SIGKILL process `id` (a no-op once it has exited). */
   | { kind: 'kill'; id: number };
 
@@ -19,8 +39,10 @@ export type SpawnerRequest =
 export type SpawnerEvent =
   | { kind: 'ready' }
   | { kind: 'pipe'; id: number; pipe: SpawnedPipe }
-  /** Every pipe of `id` has been sent; `pid` is the process's host pid. */
-  | { kind: 'spawned'; id: number; pid: number }
+  /** Every pipe of `id` has been sent; `pid` is the process's host pid; `direct`: started without the wrappers. */
+  | { kind: 'spawned'; id: number; pid: number; direct: boolean }
+  /** Something the runner should log (a direct start that fell back to the wrapper, and why). */
+  | { kind: 'note'; id: number; message: string }
   /** bwrap's --info-fd said the host pid of the sandbox's init. */
   | { kind: 'info'; id: number; childPid: number }
   | { kind: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }

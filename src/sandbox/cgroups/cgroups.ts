@@ -3,6 +3,7 @@ import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/prom
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { noopLogger, type Logger } from '../../util/logger.js';
+import type { CgroupTarget } from './cgroup-self-move.js';
 
 /**
  * Per-sandbox cgroups, for cgroup v2 (unified) and v1 (one hierarchy a
@@ -167,6 +168,15 @@ export class SandboxCgroup {
     return this.version === 'v2'
       ? { files: this.procsFiles, write: 'pid' }
       : { files: this.dirs().map((d) => path.join(d, 'tasks')), write: 'current-thread' };
+  }
+
+  /**
+   * The join as the sandbox spawner does it for itself around a spawn (see
+   * cgroup-self-move.ts): the same files and writes as {@link join}, with the
+   * controller of each and the mount point, so it can find its way back.
+   */
+  get target(): CgroupTarget {
+    return { ...this.join, controllers: this.version === 'v2' ? [''] : [...V1_CONTROLLERS], mountRoot: this.mountRoot };
   }
 
   async setup(limits: CgroupLimits): Promise<void> {

@@ -1,9 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import { SandboxSpawner } from '../../../src/sandbox/bwrap/sandbox-spawner.js';
+import { CgroupManager } from '../../../src/sandbox/cgroups/cgroups.js';
 import { waitUntil } from '../../helpers/processes.js';
 import { captureLogger, IMAGES_DIR, isAlive, sandboxId, spec, tempDir } from './helpers.js';
 
@@ -23,6 +24,28 @@ function running(sb: BwrapSandbox, prefix: string): Promise<number[]> {
 }
 
 const WAITER = '/bin/bash\0--norc\0';
+
+/** The identity and privilege lines of a /proc/<pid>/status text. */
+function credentials(status: string): string[] {
+  return status.match(/^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):.*$/gm) ?? [];
+}
+
+/** The cgroup text of every thread of `pid`, sorted, without duplicates. */
+async function threadCgroups(pid: number): Promise<string[]> {
+  const tids = await readdir(`/proc/${pid}/task`);
+  const texts = await Promise.all(tids.map((t) => readFile(`/proc/${pid}/task/${t}/cgroup`, 'utf8').catch(() => undefined)));
+  return [...new Set(texts.filter((t): t is string => t !== undefined))].sort();
+}
+
+/** The cgroup path of `pid` in each hierarchy that holds `controller` (v1), or the unified one (`''`). */
+async function cgroupOf(pid: number, controller: string): Promise<string | undefined> {
+  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+  for (const line of text.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (m && (controller === '' ? m[1] === '0' && m[2] === '' : m[2]!.split(',').includes(controller))) return m[3];
+  }
+  return undefined;
+}
 
 // The spawner helper starts spare sandboxes' waiters so that the runner never
 // forks for them. What a user must observe: the same runs as before, and
@@ -72,6 +95,92 @@ describe('bwrap sandbox spawner', () => {
       for (const pid of pids) expect(await isAlive(pid)).toBe(false);
     } finally {
       await sb.dispose();
+    }
+  });
+
+  it('starts bwrap itself, without the wrapper programs: the uid, gid, groups and capabilities setpriv gave, in the sandbox cgroups, the spawner back in its own', async () => {
+    const sb = await prestarted();
+    const home = await threadCgroups(spawner.pid!);
+    try {
+      const pids = await running(sb, WAITER);
+      const outer = await outermost(sb, pids);
+      // bwrap is the spawner's own child, started as bwrap: no /bin/sh, no setpriv exec'd into it.
+      expect(sb.waiterStart).toBe('direct');
+      expect(await parentOf(outer)).toBe(spawner.pid);
+      expect(path.basename(await readlink(`/proc/${outer}/exe`))).toBe('bwrap');
+      const uid = sb.hostUid!;
+      expect(uid).toBeGreaterThan(0);
+      const direct = credentials(await readFile(`/proc/${outer}/status`, 'utf8'));
+      expect(direct).toContain(`Uid:\t${uid}\t${uid}\t${uid}\t${uid}`);
+      expect(direct).toContain(`Gid:\t${uid}\t${uid}\t${uid}\t${uid}`);
+      expect(direct.find((l) => l.startsWith('Groups:'))!.trim()).toBe('Groups:');
+      expect(direct).toContain('CapEff:\t0000000000000000');
+      expect(direct).toContain('CapPrm:\t0000000000000000');
+
+      // Every process of the sandbox, from the start, is in each of its cgroups.
+      const own = `/sandbox-runner-test-${process.pid}-sp/${sb.id}`;
+      const controllers = (await cgroupOf(outer, 'pids')) === undefined ? [''] : ['memory', 'pids', 'cpu'];
+      for (const pid of pids) for (const c of controllers) expect(await cgroupOf(pid, c)).toBe(own);
+      // The spawner moved itself back: none of its threads is left in the sandbox's cgroups.
+      const after = await threadCgroups(spawner.pid!);
+      expect(after).toEqual(home);
+      expect(after.join('\n')).not.toContain(sb.id);
+
+      // Seen from inside, the run the waiter serves (started directly) and the
+      // next one (started by the runner through the wrapper and setpriv) are alike.
+      const look = ['/bin/sh', '-c', 'grep -E "^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)" /proc/self/status; cat /proc/self/cgroup; id'];
+      const first = await sb.run({ argv: look });
+      const second = await sb.run({ argv: look });
+      expect(first.exitCode).toBe(0);
+      expect(first.stdout.toString()).toContain('uid=1000');
+      expect(first.stdout.toString()).toBe(second.stdout.toString());
+
+      // And seen from the host, bwrap started through the wrapper and setpriv has the same identity.
+      const proc = await sb.spawn({ argv: ['sleep', '600'] });
+      try {
+        const sleeping = await running(sb, 'sleep\x00600');
+        const wrapped = await (async () => {
+          for (const pid of sleeping) if ((await parentOf(pid)) === process.pid) return pid;
+          throw new Error('no process of the sandbox is the runner\'s child');
+        })();
+        expect(path.basename(await readlink(`/proc/${wrapped}/exe`))).toBe('bwrap');
+        expect(credentials(await readFile(`/proc/${wrapped}/status`, 'utf8'))).toEqual(direct);
+      } finally {
+        proc.kill();
+        await proc.exited;
+      }
+    } finally {
+      await sb.dispose();
+    }
+  });
+
+  it('when it cannot join a cgroup itself, it starts the wrapper line instead, says so, and stays in its own cgroup', async () => {
+    const { logger: own, lines: said } = captureLogger();
+    const helper = new SandboxSpawner({ logger: own });
+    const cgroups = new CgroupManager({ parent: `sandbox-runner-test-${process.pid}-sp3` });
+    const cg = (await cgroups.create('probe', { memoryBytes: 64 * 1024 * 1024, maxProcesses: 16, cpus: 1 }))!;
+    try {
+      const t = cg.target;
+      // The first files are joined, the last cannot be: the helper must undo the part it did.
+      const target = { ...t, files: [...t.files, path.join(work.dir, 'no-such-cgroup', 'tasks')], controllers: [...t.controllers, t.controllers[0]!] };
+      // Both wait for their stdin to end, as a waiter waits for its spec (the pipes are handed over first).
+      const p = await helper.spawn(['/bin/sh', '-c', 'cat; echo through the wrapper'], { PATH: '/usr/bin:/bin' }, { argv: ['/bin/sh', '-c', 'cat; echo direct'], cgroup: target });
+      p.stdin.end();
+      const chunks: Buffer[] = [];
+      p.stdout.on('data', (c: Buffer) => chunks.push(c));
+      const ended = new Promise((r) => p.stdout.once('close', r));
+      expect(await p.exit).toEqual({ code: 0, signal: null });
+      await ended;
+      for (const pipe of [p.stderr, p.spec]) pipe.destroy();
+      expect(p.direct).toBe(false);
+      expect(Buffer.concat(chunks).toString()).toBe('through the wrapper\n');
+      expect(said.some((l) => String(l.msg).includes('could not start bwrap directly'))).toBe(true);
+      expect(await cg.pids()).toEqual([]);
+      expect((await threadCgroups(helper.pid!)).join('\n')).not.toContain('probe');
+    } finally {
+      await helper.dispose();
+      await cg.remove();
+      await cgroups.cleanupOrphans({ parentToo: true });
     }
   });
 
@@ -143,6 +252,7 @@ describe('bwrap sandbox spawner', () => {
       await sb.prestart();
       const pids = await running(sb, WAITER);
       expect(await parentOf(await outermost(sb, pids))).toBe(process.pid);
+      expect(sb.waiterStart).toBe('wrapper');
       expect(lines.some((l) => String(l.msg).includes('sandbox spawner failed'))).toBe(true);
       expect((await sb.run({ argv: ['echo', 'from the runner'] })).stdout.toString()).toBe('from the runner\n');
     } finally {
