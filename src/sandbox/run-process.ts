@@ -98,6 +98,9 @@ export async function runProcess(proc: SandboxProcess, options: RunProcessOption
       stream.once('end', finish);
       stream.once('close', finish);
       stream.once('error', finish);
+      // A stream that ended or was destroyed before this (a pipe of a process
+      // that is already gone) will never emit those events again.
+      if (stream.readableEnded || stream.destroyed) finish();
     });
   };
 

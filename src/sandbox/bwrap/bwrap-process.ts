@@ -3,7 +3,7 @@ import { statfs } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
-import { waitGone } from './process-gone.js';
+import { isGone, waitGone } from './process-gone.js';
 import type { SandboxSpawner } from './sandbox-spawner.js';
 import type { DirectSpawn } from './spawner-messages.js';
 import { SPEC_FD } from './waiting-process.js';
@@ -75,6 +75,12 @@ interface Launched {
   /** Rejects when the process could not start. */
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(): void;
+  /**
+   * Whether the process is already gone though its exit is not reported yet:
+   * a process of a spawner that died is reported only once the runner has
+   * seen the spawner's exit, and a run must not be handed to it meanwhile.
+   */
+  gone?: () => boolean;
 }
 
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
@@ -164,7 +170,7 @@ export async function startBwrapProcess(options: BwrapProcessOptions): Promise<S
     kill,
     specInput,
     get dead() {
-      return dead;
+      return dead || (child.gone?.() ?? false);
     },
     direct: child.direct,
     begin,
@@ -220,5 +226,15 @@ function launchHere(options: BwrapProcessOptions): Launched {
 /** Starts the process through the spawner helper (no fork of the runner); its pipes come over as sockets. */
 async function launchBySpawner(spawner: SandboxSpawner, argv: string[], direct: DirectSpawn | undefined): Promise<Launched> {
   const p = await spawner.spawn(argv, WRAPPER_ENV, direct);
-  return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, spec: p.spec, initPid: () => p.initPid, direct: p.direct, exit: p.exit, kill: () => p.kill() };
+  return {
+    stdin: p.stdin,
+    stdout: p.stdout,
+    stderr: p.stderr,
+    spec: p.spec,
+    initPid: () => p.initPid,
+    direct: p.direct,
+    exit: p.exit,
+    kill: () => p.kill(),
+    gone: () => p.spec.destroyed || isGone(p.pid),
+  };
 }

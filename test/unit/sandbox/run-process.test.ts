@@ -27,6 +27,19 @@ function hostProcess(script: string): SandboxProcess & { pid: number } {
 const base = { outputBytes: 1024 * 1024, wallTimeMs: 30_000 };
 
 describe('runProcess', () => {
+  it('ends, not hangs, for a process whose pipes were closed before it was run (its spawner died)', async () => {
+    const proc = hostProcess('sleep 0.2');
+    // Closed by the runner's side before any end of file arrived, as the spawner's loss does.
+    proc.stdout.destroy();
+    proc.stderr.destroy();
+    await proc.exited;
+    expect(proc.stdout.destroyed).toBe(true);
+    expect(proc.stdout.readableEnded).toBe(false);
+    const r = await runProcess(proc, base);
+    expect(r).toMatchObject({ exitCode: 0, ended: 'exited' });
+    expect(r.stdout.length).toBe(0);
+  });
+
   it('passes stdin and returns stdout, stderr and the exit code', async () => {
     const r = await runProcess(hostProcess('cat; echo err >&2; exit 3'), { ...base, stdin: 'hello' });
     expect(r).toMatchObject({ exitCode: 3, ended: 'exited', stdoutTruncated: false, stderrTruncated: false });
