@@ -12,6 +12,7 @@ import { hostFallbackRoot, writeFallbackEtc } from './host-fallback.js';
 import { hostMounts } from './host-mounts.js';
 import { MountHelper } from './workspace-mount.js';
 import { SandboxSpawner } from './sandbox-spawner.js';
+import { WAITER_ARGV } from './waiting-process.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -56,6 +57,8 @@ export interface BwrapDriverOptions {
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
 /** Where every sandbox mounts something: they must exist in an image bound as `/` in one piece. */
 const FIXED_MOUNT_POINTS = ['/workspace', '/tmp', '/proc', '/dev'];
+/** The shell a spare's pre-started waiter runs (see waiting-process.ts). */
+const WAITER_SHELL = WAITER_ARGV[0]!;
 
 /**
  * The bubblewrap driver: Linux namespaces, a read-only image root, a private
@@ -72,6 +75,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly bwrapPath: string;
   private readonly cgroups: CgroupManager;
   private readonly warnedImages = new Set<string>();
+  /** Images already warned about for having no shell for a spare's waiter. */
+  private readonly warnedNoShell = new Set<string>();
   private readonly rootEntries = new Map<string, Promise<RootEntry[]>>();
   /** Whether a path exists in an image, per `rootfs + path`: built images do not change (as rootEntries). */
   private readonly imagePaths = new Map<string, Promise<boolean>>();
@@ -238,6 +243,16 @@ export class BwrapDriver implements SandboxDriver {
         ? []
         : ['--core=0', `--nproc=${spec.limits.maxProcesses}`, `--as=${spec.limits.memoryBytes}`, `--fsize=${spec.limits.workspaceBytes}`];
 
+      // Without the waiter's shell in the image a spare cannot pre-start its
+      // process: bwrap would fail to exec it only once a call was handed to it.
+      const waiterShell = rootfs ? await this.imageHas(rootfs, WAITER_SHELL) : true;
+      if (!waiterShell && !this.warnedNoShell.has(spec.image)) {
+        this.warnedNoShell.add(spec.image);
+        this.logger.warn(
+          { image: spec.image },
+          `image ${spec.image} has no ${WAITER_SHELL}: its spare sandboxes cannot start their process ahead, and each call starts bwrap itself (slower); add bash to the image`,
+        );
+      }
       this.logger.debug({ sandbox: spec.id, image: rootfs ?? 'host', limits: enforcement }, 'bwrap sandbox created');
       return new BwrapSandbox({
         id: spec.id,
@@ -259,6 +274,7 @@ export class BwrapDriver implements SandboxDriver {
         rlimits,
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,
+        waiterShell,
         unmountWorkspace,
         spawner: this.spawner,
       });
@@ -276,7 +292,7 @@ export class BwrapDriver implements SandboxDriver {
    */
   private imageHas(rootfs: string, inside: string): Promise<boolean> {
     const look = (): Promise<boolean> => lstat(path.join(rootfs, inside)).then(() => true, () => false);
-    if (!FIXED_MOUNT_POINTS.includes(inside)) return look();
+    if (!FIXED_MOUNT_POINTS.includes(inside) && inside !== WAITER_SHELL) return look();
     const key = `${rootfs}\0${inside}`;
     let found = this.imagePaths.get(key);
     if (!found) {

@@ -36,6 +36,8 @@ export interface BwrapSandboxInit {
   rlimits: string[];
   monitorIntervalMs: number;
   logger: Logger;
+  /** Whether the image has the shell a pre-started waiter runs; prestart() does nothing without it. */
+  waiterShell?: boolean;
   /** Proxy-mode networking, when the sandbox has it. */
   egress?: SandboxEgress | undefined;
   /** Undoes the workspace mount; given by the driver. */
@@ -140,7 +142,7 @@ export class BwrapSandbox implements Sandbox {
    * killed by dispose(). Resolves once the process is spawned.
    */
   prestart(): Promise<void> {
-    if (this.disposing || this.spawned || this.waiter) return Promise.resolve();
+    if (this.disposing || this.spawned || this.waiter || this.init.waiterShell === false) return Promise.resolve();
     this.prestarting ??= this.prestartOnce().finally(() => (this.prestarting = undefined));
     return this.prestarting;
   }
