@@ -278,7 +278,7 @@ export class ToolCalls {
     const decoder = live.decoders[frame.stream];
     if (isAscii(frame.data)) {
       // ASCII is its own UTF-8, and its JSON is ASCII too: latin1 decodes and
-      // encodes it without the UTF-8 work (a third of this path's cost per MB).
+      // encodes it without the UTF-8 work (about 15% of this path's cost per MB).
       // A character left incomplete by the frame before cannot be finished by
       // an ASCII byte: end() gives the U+FFFD that write() would have given.
       const held = decoder?.end() ?? '';

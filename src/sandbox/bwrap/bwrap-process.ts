@@ -3,7 +3,7 @@ import { statfs } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
-import { isGone, waitGone } from './process-gone.js';
+import { isGone, waitGone } from '../process-gone.js';
 import type { SandboxSpawner } from './sandbox-spawner.js';
 import type { DirectSpawn } from './spawner-messages.js';
 import { SPEC_FD } from './waiting-process.js';

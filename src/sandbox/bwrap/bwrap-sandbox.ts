@@ -1,6 +1,6 @@
 import { rm, rmdir } from 'node:fs/promises';
 import type { Logger } from '../../util/logger.js';
-import { RunnerError } from '../../util/errors.js';
+import { describeError, RunnerError } from '../../util/errors.js';
 import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, SpawnOptions } from '../driver.js';
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
@@ -9,7 +9,6 @@ import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwra
 import type { SandboxSpawner } from './sandbox-spawner.js';
 import type { DirectSpawn } from './spawner-messages.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
-import { describeError } from '../../util/errors.js';
 import type { SandboxEgress } from '../egress/sandbox-egress.js';
 
 /** Everything a BwrapSandbox needs, gathered by the driver's create(). */

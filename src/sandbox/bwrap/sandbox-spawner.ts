@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { RunnerError } from '../../util/errors.js';
 import { noopLogger, type Logger } from '../../util/logger.js';
 import { PACKAGE_ROOT } from '../../util/package-info.js';
-import { waitGone } from './process-gone.js';
+import { waitGone } from '../process-gone.js';
 import { SPAWNED_PIPES, type DirectSpawn, type SpawnedPipe, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
 
 /** A process started by the spawner, its pipes held by the runner alone. */

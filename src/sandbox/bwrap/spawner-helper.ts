@@ -83,6 +83,7 @@ function main(): void {
   };
 
   const start = (id: number, argv: string[], env: Record<string, string>, direct: DirectSpawn | undefined): void => {
+    const spawnWrapped = (): ChildProcess => spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
     let child: ChildProcess;
     let isDirect = false;
     try {
@@ -93,10 +94,10 @@ function main(): void {
         } catch (err) {
           if (!(err instanceof CgroupJoinError)) throw err;
           emit({ kind: 'note', id, message: `${err.message}; started through the cgroup wrapper instead` });
-          child = spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+          child = spawnWrapped();
         }
       } else {
-        child = spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+        child = spawnWrapped();
       }
     } catch (err) {
       emit({ kind: 'error', id, message: (err as Error).message });

@@ -2,6 +2,7 @@ import { statfs } from 'node:fs/promises';
 import { execa } from 'execa';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { CgroupEvents } from '../cgroups/cgroups.js';
+import { isGone } from '../process-gone.js';
 import { EXEC_WRAPPER } from './docker-args.js';
 
 export interface DockerExecOptions {
@@ -67,7 +68,7 @@ export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProc
       if (ev.pidsMax > baseline.pidsMax) return endFor('processes');
     }
     // After the counters: a limit they saw is the more exact reason the container stopped.
-    if (o.initPid !== undefined && !processExists(o.initPid)) {
+    if (o.initPid !== undefined && isGone(o.initPid)) {
       const state = await execa(o.cli, ['inspect', '--format', '{{.State.OOMKilled}}', o.containerId], { reject: false });
       return endFor(String(state.stdout).trim() === 'true' ? 'memory' : 'sandbox_stopped');
     }
@@ -98,14 +99,4 @@ export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProc
     return { code, signal, ...(limit ? { limit } : {}) } satisfies ProcessExit;
   });
   return { stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, exited, kill };
-}
-
-/** Whether a host process exists (a zombie counts: its parent has not reaped it yet). */
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
