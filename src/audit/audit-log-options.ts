@@ -23,7 +23,7 @@ export interface AuditLogOptions {
   logger?: Logger;
   /** Milliseconds since the epoch; default Date.now. */
   clock?: () => number;
-  /** Called with each signed checkpoint (the daemon forwards it to the control plane). */
+  /** Called with each signed checkpoint once it is on disk, in order (the daemon forwards it to the control plane). */
   onCheckpoint?: (checkpoint: AuditCheckpoint) => void;
 }
 

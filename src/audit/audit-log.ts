@@ -37,7 +37,10 @@ export interface AuditLogEvents {
  *
  * Appends are synchronous: the line is in the file (page cache) when `append`
  * returns, so entries keep their order and a crash of the process loses
- * nothing; fdatasync follows within `syncIntervalMs`. Any write failure (a full
+ * nothing; fdatasync follows within `syncIntervalMs`, in the thread pool. A
+ * checkpoint is handed to `onCheckpoint` only once it is on disk: the one an
+ * append brings is synced in the background, so the append does not wait for
+ * the disk; `checkpoint()` and `close()` sync before they return. Any write failure (a full
  * disk, a quota) puts the log in a failed state: every later `append` throws
  * `audit_failed` and `failed` is emitted, so that the daemon stops taking calls.
  */
@@ -148,7 +151,13 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
     }
     const entry = this.write({ type, callId: str(callId), sessionId: str(sessionId), fields: plain });
     this.sinceCheckpoint += 1;
-    if (this.sinceCheckpoint >= this.checkpointEvery) this.checkpoint();
+    if (this.sinceCheckpoint >= this.checkpointEvery) {
+      // On the append's path: written now, synced off the event loop (a
+      // synchronous fdatasync here held up every call in flight, on a real
+      // disk for milliseconds), and announced once it is on disk.
+      const cp = this.writeCheckpoint(false);
+      this.syncInBackground(() => this.announce(cp));
+    }
     return entry;
   }
 
@@ -161,18 +170,29 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
     this.assertWritable();
     if (this.pos.lastSeq === 0) return undefined;
     if (this.pos.lastType === 'checkpoint' && !options.final) return this.lastCheckpoint;
-    const cp = signCheckpoint(this.signingKey, this.pos.lastSeq, this.pos.lastHash, new Date(this.clock()).toISOString());
-    this.write({ type: 'checkpoint', fields: { ...cp, ...(options.final ? { final: true } : {}) } });
+    const cp = this.writeCheckpoint(options.final ?? false);
     this.syncNow();
+    this.announce(cp);
+    return cp;
+  }
+
+  /** Signs the newest entry and writes the checkpoint line (not yet synced). */
+  private writeCheckpoint(final: boolean): AuditCheckpoint {
+    const cp = signCheckpoint(this.signingKey, this.pos.lastSeq, this.pos.lastHash, new Date(this.clock()).toISOString());
+    this.write({ type: 'checkpoint', fields: { ...cp, ...(final ? { final: true } : {}) } });
     this.sinceCheckpoint = 0;
     this.lastCheckpoint = cp;
+    return cp;
+  }
+
+  /** Hands a checkpoint that is on disk to its listeners. */
+  private announce(cp: AuditCheckpoint): void {
     try {
       this.onCheckpoint?.(cp);
       this.emit('checkpoint', cp);
     } catch (err) {
       this.logger.error({ err }, 'audit checkpoint listener failed');
     }
-    return cp;
   }
 
   /** Resolves when every entry appended so far is on disk. */
@@ -251,19 +271,43 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
       this.syncNow();
       return;
     }
-    if (this.syncTimer || this.syncInFlight) return;
+    if (this.syncTimer) return;
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
       if (this.closed || this.failure) return;
-      this.syncInFlight = new Promise<void>((resolve) => {
-        fdatasync(this.fd, (err) => {
-          this.syncInFlight = undefined;
-          if (err) this.fail(err);
+      this.syncInBackground();
+    }, this.syncIntervalMs);
+    this.syncTimer.unref();
+  }
+
+  /**
+   * fdatasync in the thread pool, after any sync already under way (so that
+   * `onDisk` callbacks run in the order of their writes); `onDisk` runs once
+   * everything written before this call is on disk. A failure puts the log in
+   * its failed state.
+   */
+  private syncInBackground(onDisk?: () => void): void {
+    const fd = this.fd;
+    const sync = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        if (this.failure) return resolve();
+        if (this.closed) {
+          // close() synced everything before it closed the file.
+          onDisk?.();
+          return resolve();
+        }
+        fdatasync(fd, (err) => {
+          // A rotation meanwhile synced and closed this descriptor itself: what it held is on disk.
+          if (err && fd === this.fd) this.fail(err);
+          else onDisk?.();
           resolve();
         });
       });
-    }, this.syncIntervalMs);
-    this.syncTimer.unref();
+    const mine: Promise<void> = this.syncInFlight ? this.syncInFlight.then(sync) : sync();
+    this.syncInFlight = mine;
+    void mine.then(() => {
+      if (this.syncInFlight === mine) this.syncInFlight = undefined;
+    });
   }
 
   private syncNow(): void {

@@ -17,6 +17,8 @@ describe('bindAuditMetrics', () => {
     const metrics = createMetrics({ processMetrics: false });
     const detach = bindAuditMetrics(metrics, log);
     for (let i = 0; i < 4; i += 1) log.append({ type: 'call.received', callId: `c${i}` });
+    // Counted once on disk.
+    await log.flush();
     expect(await metrics.registry.getSingleMetricAsString('sandbox_runner_audit_checkpoints_total')).toMatch(/ 2$/);
     detach();
     await log.close();
