@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import ivm from 'isolated-vm';
+import { treeCpuMs } from './cpu.js';
 
 /** Runs argv to its end; throws on a non-zero exit. */
 export async function run(argv: string[]): Promise<void> {
@@ -11,16 +12,28 @@ export async function run(argv: string[]): Promise<void> {
   if (code !== 0) throw new Error(`${argv.join(' ')} exited ${code}: ${err.slice(0, 400)}`);
 }
 
-/** Times `n` runs of `fn` after `warmup` unmeasured ones; milliseconds each. */
-export async function timeIt(n: number, fn: () => Promise<unknown>, warmup = Math.min(5, n)): Promise<number[]> {
+/** Durations of the measured runs (ms), and the CPU the whole process tree spent per run (ms). */
+export interface Timing {
+  samples: number[];
+  cpuMsPerRun: number;
+}
+
+/**
+ * Times `n` runs of `fn` after `warmup` unmeasured ones, back to back, or
+ * `pauseMs` apart (the pause is not timed, but the CPU spent in it is counted:
+ * work a run leaves behind, such as making the next spare sandbox, is its cost).
+ */
+export async function timeIt(n: number, fn: () => Promise<unknown>, warmup = Math.min(5, n), pauseMs = 0): Promise<Timing> {
   for (let i = 0; i < warmup; i++) await fn();
-  const out: number[] = [];
+  const samples: number[] = [];
+  const cpu0 = treeCpuMs(process.pid);
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     await fn();
-    out.push(performance.now() - t0);
+    samples.push(performance.now() - t0);
+    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
-  return out;
+  return { samples, cpuMsPerRun: (treeCpuMs(process.pid) - cpu0) / n };
 }
 
 /** The raw bubblewrap floor: namespaces, the image as a read-only root, /proc and /dev, then `true`. */

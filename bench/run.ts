@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveImage } from '../src/sandbox/images/index.js';
 import { PACKAGE_ROOT } from '../src/util/package-info.js';
-import { bareIsolate, rawBwrap, rawDocker, timeIt } from './baselines.js';
+import { bareIsolate, rawBwrap, rawDocker, timeIt, type Timing } from './baselines.js';
 import { BenchStack } from './stack.js';
 import { markdownTable, ms, quantile, type Row } from './stats.js';
 import { measureStreaming } from './streaming.js';
@@ -19,12 +19,15 @@ const N_FAST = Number(process.env.BENCH_N_FAST ?? 300);
 const N_BWRAP = Number(process.env.BENCH_N_BWRAP ?? 40);
 const N_DOCKER = Number(process.env.BENCH_N_DOCKER ?? 10);
 const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 16);
+// Between paced fresh-bwrap calls: long enough for the runner to have made the next spare.
+const PACE_MS = Number(process.env.BENCH_PACE_MS ?? 200);
 // BENCH_ONLY=js,bash,bwrap,docker,stream runs only those measurements (baselines always run); for quick iterations.
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'js,bash,bwrap,docker,stream').split(','));
 
-function row(what: string, samples: number[], extra: Partial<Row> = {}): Row {
-  const r: Row = { what, n: samples.length, p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), ...extra };
-  process.stderr.write(`${what}: p50 ${ms(r.p50)} ms, p99 ${ms(r.p99)} ms (n=${r.n})\n`);
+function row(what: string, timing: Timing, extra: Partial<Row> = {}): Row {
+  const { samples, cpuMsPerRun } = timing;
+  const r: Row = { what, n: samples.length, p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), cpuMs: cpuMsPerRun, ...extra };
+  process.stderr.write(`${what}: p50 ${ms(r.p50)} ms, p99 ${ms(r.p99)} ms, ${ms(cpuMsPerRun)} ms CPU per call (n=${r.n})\n`);
   return r;
 }
 
@@ -67,12 +70,19 @@ async function main(): Promise<void> {
       await stack.request('DELETE', `/v1/sessions/${session}`);
     }
     if (ONLY.has('bwrap')) {
-      const ex = row('exec call, fresh bwrap sandbox', await timeIt(N_BWRAP, () => stack.call(bw.id, 'exec', { argv: ['true'] })), {
-        baseline: 'baseline: raw bwrap … true (same image)',
-        target: '≤ 1.5× raw bwrap',
-      });
-      ex.met = ex.p50 <= 1.5 * rows.find((r) => r.what === 'baseline: raw bwrap … true (same image)')!.p50;
-      rows.push(ex);
+      const raw = rows.find((r) => r.what === 'baseline: raw bwrap … true (same image)')!;
+      const exec = () => stack.call(bw.id, 'exec', { argv: ['true'] });
+      // Back to back, each call shares the two cores with making the spare for
+      // the next; paced, as an agent's calls come (a model turn apart), the
+      // spare is ready when the call comes. Both are shown, each against the target.
+      for (const [what, timing] of [
+        ['exec call, fresh bwrap sandbox, back to back', await timeIt(N_BWRAP, exec)],
+        [`exec call, fresh bwrap sandbox, ${PACE_MS} ms apart`, await timeIt(N_BWRAP, exec, 5, PACE_MS)],
+      ] as const) {
+        const ex = row(what, timing, { baseline: raw.what, target: '≤ 1.5× raw bwrap' });
+        ex.met = ex.p50 <= 1.5 * raw.p50;
+        rows.push(ex);
+      }
     }
     if (docker && ONLY.has('docker')) {
       const dk = await stack.runner('bench-docker', { SANDBOX_RUNNER_SANDBOX__DEFAULT_DRIVER: 'docker' });
@@ -99,7 +109,11 @@ async function main(): Promise<void> {
         '(`POST /v1/runners/{id}/tool-calls`, wait=true): HTTP → control plane → WebSocket → runner process → sandbox → back, ' +
         'the runner journaling the result (written before it is sent, fdatasync overlapping the send) and the control ' +
         'plane answering as soon as the result is in (written to disk, then acknowledged, meanwhile). ' +
-        'Fresh bwrap sandboxes come from the runner\'s pre-started spares (sandbox.spare, on by default).',
+        'Fresh bwrap sandboxes come from the runner\'s pre-started spares (sandbox.spare, on by default). ' +
+        `"CPU ms per call" is the user and system time of the bench's whole process tree per call, read from /proc: the control plane and the HTTP client (this process), ` +
+        'the runner, its isolate host and spawner, and the sandboxes, including work a call leaves behind such as making the next spare. ' +
+        `Calls sent back to back cannot complete faster than that CPU divided by the cores (${os.cpus().length} here). ` +
+        `Paced rows also count the stack's idle work (heartbeats, timers) during their ${PACE_MS} ms pauses.`,
       '',
       markdownTable(rows),
       '',

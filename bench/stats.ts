@@ -19,6 +19,8 @@ export interface Row {
   n: number;
   p50: number;
   p99: number;
+  /** CPU time per run across the bench's process tree (control plane, client, runner, helpers, sandboxes), ms. */
+  cpuMs?: number;
   /** The baseline row this one is compared with, by its `what`. */
   baseline?: string;
   /** The issue's target, as text, and whether it is met. */
@@ -34,11 +36,11 @@ export function ms(x: number): string {
 /** A Markdown table of the rows, with each row's p50 ratio to its baseline. */
 export function markdownTable(rows: Row[]): string {
   const byName = new Map(rows.map((r) => [r.what, r]));
-  const lines = ['| measurement | n | p50 ms | p99 ms | vs baseline (p50) | target | met |', '|---|---:|---:|---:|---|---|---|'];
+  const lines = ['| measurement | n | p50 ms | p99 ms | CPU ms per call | vs baseline (p50) | target | met |', '|---|---:|---:|---:|---:|---|---|---|'];
   for (const r of rows) {
     const base = r.baseline ? byName.get(r.baseline) : undefined;
     const ratio = base ? `${(r.p50 / base.p50).toFixed(2)}× ${base.what}` : '';
-    lines.push(`| ${r.what} | ${r.n} | ${ms(r.p50)} | ${ms(r.p99)} | ${ratio} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`);
+    lines.push(`| ${r.what} | ${r.n} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.cpuMs === undefined ? '' : ms(r.cpuMs)} | ${ratio} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`);
   }
   return lines.join('\n');
 }
