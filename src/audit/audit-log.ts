@@ -172,7 +172,9 @@ export class AuditLog extends EventEmitter<AuditLogEvents> {
     if (this.pos.lastType === 'checkpoint' && !options.final) return this.lastCheckpoint;
     const cp = this.writeCheckpoint(options.final ?? false);
     this.syncNow();
-    this.announce(cp);
+    // After any checkpoint still waiting for its background sync: listeners get them in order.
+    if (this.syncInFlight) void this.syncInFlight.then(() => this.announce(cp));
+    else this.announce(cp);
     return cp;
   }
 

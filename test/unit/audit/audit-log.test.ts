@@ -59,6 +59,20 @@ describe('AuditLog', () => {
     expect(await verifyAudit(dir, keys.publicKey)).toMatchObject({ ok: true, entries: 10, checkpoints: 3, lastCheckpointSeq: 9 });
   });
 
+  it('hands checkpoints over in order when an explicit one follows one still syncing', async () => {
+    const dir = tempDir();
+    const keys = await makeKeys();
+    const seen: number[] = [];
+    const log = await AuditLog.open({ dir, ...keys, checkpointEvery: 2, onCheckpoint: (cp) => seen.push(cp.seq) });
+    log.append({ type: 'call.received', callId: 'c1' });
+    log.append({ type: 'call.result', callId: 'c1' }); // checkpoint of seq 2, syncing in the background
+    log.append({ type: 'call.received', callId: 'c2' });
+    expect(log.checkpoint()?.seq).toBe(4); // on disk when it returns
+    await log.flush();
+    expect(seen).toEqual([2, 4]);
+    await log.close();
+  });
+
   it('encodes a value that tries to forge a second entry inside its own line', async () => {
     const dir = tempDir();
     const keys = await makeKeys();
