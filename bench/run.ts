@@ -113,7 +113,8 @@ async function main(): Promise<void> {
         `"CPU ms per call" is the user and system time of the bench's whole process tree per call, read from /proc: the control plane and the HTTP client (this process), ` +
         'the runner, its isolate host and spawner, and the sandboxes, including work a call leaves behind such as making the next spare. ' +
         `Calls sent back to back cannot complete faster than that CPU divided by the cores (${os.cpus().length} here). ` +
-        `Paced rows also count the stack's idle work (heartbeats, timers) during their ${PACE_MS} ms pauses.`,
+        `Paced rows also count the stack's idle work (heartbeats, timers) during their ${PACE_MS} ms pauses. ` +
+        'For the docker rows it counts only the docker CLI and the runner: dockerd and containerd are not in the tree.',
       '',
       markdownTable(rows),
       '',
