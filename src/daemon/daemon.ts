@@ -23,6 +23,7 @@ import { VERSION } from '../util/package-info.js';
 import { ControlPlaneHandler } from './control-plane-handler.js';
 import type { DaemonOptions, DaemonState } from './daemon-options.js';
 import { createDrivers } from './drivers.js';
+import type { DriverRegistry } from '../sandbox/driver-registry.js';
 import { DaemonWorkerHost } from './daemon-worker-host.js';
 import { executorMetrics } from './runner-metrics.js';
 import { builtinTools } from './tools.js';
@@ -42,6 +43,8 @@ interface Parts {
   redactor: Redactor;
   nonces: NonceStore;
   egress: EgressProxy;
+  /** The drivers, when the daemon made them (and so closes them at stop). */
+  drivers?: DriverRegistry;
   connection?: RunnerConnection;
   handler?: ControlPlaneHandler;
   managedAgents?: ManagedAgentsConnector;
@@ -128,7 +131,9 @@ export class Daemon {
     });
     const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }), exemptCidrs: exemptCidrs(policy) });
     const owner = identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
-    const drivers = options.drivers ?? (await createDrivers(config, logger.child({ component: 'sandbox' }), owner, egress));
+    // Drivers the daemon makes are closed at its stop; drivers handed in belong to the caller.
+    const ownDrivers = options.drivers ? undefined : await createDrivers(config, logger.child({ component: 'sandbox' }), owner, egress);
+    const drivers = options.drivers ?? ownDrivers!;
     const auditSink: AuditSink = {
       append: (event) => {
         try {
@@ -159,7 +164,7 @@ export class Daemon {
       metrics: executorMetrics(metrics),
       policy,
     });
-    const parts: Parts = { identity, journal, isolates, executor, audit, metrics, tracing, policy, redactor, nonces, egress };
+    const parts: Parts = { identity, journal, isolates, executor, audit, metrics, tracing, policy, redactor, nonces, egress, ...(ownDrivers ? { drivers: ownDrivers } : {}) };
     await failOrphans(journal, logger);
     const vault = new Vault({ stateDir: config.stateDir, env: process.env });
     const accepting = () =>
@@ -316,6 +321,7 @@ export class Daemon {
       }],
       ['connection', async () => p.connection?.stop()],
       ['sessions', () => p.executor.shutdown()],
+      ['drivers', async () => p.drivers?.close()],
       ['isolates', () => p.isolates.close()],
       ['egress', async () => (p.egress as { close?: () => Promise<void> }).close?.()],
       ['health', async () => p.health?.stop()],

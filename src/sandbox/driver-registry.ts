@@ -103,4 +103,18 @@ export class DriverRegistry {
     }
     return driver;
   }
+
+  /**
+   * At a clean stop, once every sandbox is disposed: each driver releases what
+   * it holds on the host (bwrap: its helper process and its cgroup folders).
+   * A driver that fails to is logged; the others still close.
+   */
+  async close(): Promise<void> {
+    await Promise.all(
+      [...this.drivers].map(async ([name, driver]) => {
+        if (!this.reports.get(name)?.available || !driver.close) return;
+        await driver.close().catch((err: unknown) => this.logger.warn({ err, driver: name }, `closing the ${name} driver failed`));
+      }),
+    );
+  }
 }

@@ -156,6 +156,8 @@ export interface SandboxDriver {
   /** Checks the driver can run here (binary present, engine answering, image built). */
   probe(): Promise<DriverStatus>;
   create(spec: SandboxSpec, signal?: AbortSignal): Promise<Sandbox>;
+  /** At a clean stop, once every sandbox is disposed: releases what the driver holds on the host. */
+  close?(): Promise<void>;
 }
 
 /** Default limits; local config and policy narrow them. */

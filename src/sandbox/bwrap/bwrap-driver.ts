@@ -135,6 +135,16 @@ export class BwrapDriver implements SandboxDriver {
     return [...removed];
   }
 
+  /**
+   * At a clean stop, once every sandbox is disposed: ends the spawner helper
+   * and removes this runner's cgroup parent, with anything still under it or
+   * under workRoot, so that a stopped runner leaves nothing on the host.
+   */
+  async close(): Promise<void> {
+    await this.spawner?.dispose();
+    await this.cleanupOrphans({ parentToo: true });
+  }
+
   async probe(): Promise<DriverStatus> {
     const fix = 'apt-get install -y bubblewrap';
     const r = await execa(this.bwrapPath, ['--unshare-all', '--ro-bind', '/', '/', '--', '/bin/true'], { reject: false, timeout: 10_000 });

@@ -3,15 +3,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../helpers/processes.js';
 import { E2E, text } from './harness.js';
 
-/** The runner's cgroup folders on this host (v1: one per controller; v2: one). */
+const CGROUP_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu'];
+const cgroupParent = (runnerId: string) => `sandbox-runner-${runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`;
+
+/** The runner's sandbox cgroup folders on this host (v1: one per controller; v2: one). */
 async function runnerCgroups(runnerId: string): Promise<string[]> {
-  const parent = `sandbox-runner-${runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`;
-  const roots = ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu'];
+  const parent = cgroupParent(runnerId);
   const out: string[] = [];
-  for (const r of roots) {
+  for (const r of CGROUP_ROOTS) {
     for (const e of await readdir(`${r}/${parent}`, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) out.push(`${r}/${parent}/${e.name}`);
   }
   return out;
+}
+
+/** The runner's own cgroup folders (the parents of its sandboxes' cgroups) that exist. */
+async function runnerCgroupParents(runnerId: string): Promise<string[]> {
+  const dirs = CGROUP_ROOTS.map((r) => `${r}/${cgroupParent(runnerId)}`);
+  const found = await Promise.all(dirs.map((d) => readdir(d).then(() => d, () => undefined)));
+  return found.filter((d): d is string => d !== undefined);
 }
 
 /** Host pids of bwrap processes whose command line names `dir`. */
@@ -117,12 +126,15 @@ describe('the spare fresh sandbox', () => {
     await waitUntil(async () => ((await e2e.sandboxDirs()).length === 3 ? true : undefined), 20_000, 'spares made');
     await waitUntil(async () => ((await bwrapsUnder(e2e.workDir)).length >= 3 ? true : undefined), 20_000, 'spares pre-started');
     expect((await runnerCgroups(e2e.runnerId)).length).toBeGreaterThan(0);
+    expect((await runnerCgroupParents(e2e.runnerId)).length).toBeGreaterThan(0);
     // A call still running at shutdown, beside the spare.
     const id = await e2e.start('exec', { argv: ['sleep', '100'] });
     await waitUntil(async () => ((await e2e.get(id)).status === 'running' ? true : undefined), 10_000, 'call running');
     await e2e.runner.stop();
     expect(await e2e.sandboxDirs()).toEqual([]);
     expect(await runnerCgroups(e2e.runnerId)).toEqual([]);
+    // Nor its own folders: a runner re-paired under a new id would leave them forever.
+    expect(await runnerCgroupParents(e2e.runnerId)).toEqual([]);
     expect(await bwrapsUnder(e2e.workDir)).toEqual([]);
   });
 });
