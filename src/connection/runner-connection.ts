@@ -183,7 +183,9 @@ export class RunnerConnection extends EventEmitter {
         transport.ping();
       }, this.options.heartbeatMs);
       const { code, reason } = await closedPromise;
-      this.logger.warn({ code, reason }, 'control plane connection closed');
+      // Closed by our own stop(): expected, not a warning.
+      if (this.stopController.signal.aborted) this.logger.info({ code, reason }, 'control plane connection closed');
+      else this.logger.warn({ code, reason }, 'control plane connection closed');
     } finally {
       clearInterval(heartbeat);
       const wasReady = this.ready;

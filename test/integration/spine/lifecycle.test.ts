@@ -30,6 +30,9 @@ describe('lifecycle: SIGTERM drains', () => {
     await running(started.body.id);
     expect(await runner.stop()).toBe(0);
     expect(runner.output()).toMatch(/"msg":"draining"/);
+    // Its own stop closing the connection is news, not a warning an operator must chase.
+    const closed = runner.output().split('\n').filter((l) => l.includes('"msg":"control plane connection closed"'));
+    expect(closed.map((l) => JSON.parse(l).level)).toEqual([30]);
     const record = (await spine.api.request('GET', `/v1/tool-calls/${started.body.id}`)).body;
     expect(record).toMatchObject({ status: 'completed', content: 'done after 1500 ms' });
     await spine.waitConnected(runnerId, false);
