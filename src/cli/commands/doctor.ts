@@ -5,6 +5,7 @@ import { loadConfig, type CompiledConfig } from '../../config/load-config.js';
 import { checkStateDir } from '../../credentials/index.js';
 import { isPaired } from '../../identity/identity.js';
 import { checkManagedAgents, type DoctorCheck } from '../../managed-agents/index.js';
+import { removeEmptyCgroupParent } from '../../sandbox/cgroups/cgroups.js';
 import { DriverRegistry } from '../../sandbox/driver-registry.js';
 import { describeError, isRunnerError } from '../../util/errors.js';
 import { CliExit, EXIT_FAILURE, out } from '../cli-context.js';
@@ -67,8 +68,10 @@ async function stateChecks(config: CompiledConfig): Promise<DoctorCheck[]> {
 
 /** Probes bwrap and docker without touching a running daemon's sandboxes. A driver nobody uses may be missing. */
 async function driverChecks(config: CompiledConfig): Promise<DoctorCheck[]> {
+  // The cgroup probe makes its parent folders; doctor's own, removed after it, so a check leaves nothing behind.
+  const cgroupParent = `sandbox-runner-doctor-${process.pid}`;
   const registry = new DriverRegistry({
-    bwrap: { imagesDir: config.sandbox.imagesDir, workRoot: config.sandbox.workDir, bwrapPath: config.sandbox.bwrap.binary },
+    bwrap: { imagesDir: config.sandbox.imagesDir, workRoot: config.sandbox.workDir, bwrapPath: config.sandbox.bwrap.binary, cgroupParent },
     docker: {
       workRoot: config.sandbox.workDir,
       cli: config.sandbox.docker.binary,
@@ -79,7 +82,7 @@ async function driverChecks(config: CompiledConfig): Promise<DoctorCheck[]> {
   });
   const used = new Set<string>([config.sandbox.defaultDriver]);
   if (config.managedAgents || process.env.ANTHROPIC_ENVIRONMENT_ID) used.add(config.managedAgents?.driver ?? 'bwrap');
-  const reports = await registry.start(AbortSignal.timeout(30_000));
+  const reports = await registry.start(AbortSignal.timeout(30_000)).finally(() => removeEmptyCgroupParent(cgroupParent));
   return reports.map((r) => {
     const needed = used.has(r.name);
     const detail = r.available ? (r.message ?? 'available') : `${r.message ?? 'unavailable'}${r.fix ? `; fix: ${r.fix}` : ''}`;

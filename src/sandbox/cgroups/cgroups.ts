@@ -127,6 +127,16 @@ export interface CgroupJoin {
   write: 'pid' | 'current-thread';
 }
 
+/**
+ * Removes a cgroup parent's folders (v2: one; v1: one per controller) when
+ * they are empty; anything else is left as it is. For probes that made a
+ * parent of their own (doctor), never for a parent a runner may be using.
+ */
+export async function removeEmptyCgroupParent(parent: string, mountRoot = '/sys/fs/cgroup'): Promise<void> {
+  const dirs = [path.join(mountRoot, parent), ...V1_CONTROLLERS.map((c) => path.join(mountRoot, c, parent))];
+  await Promise.all(dirs.map((d) => rmdir(d).catch(() => undefined)));
+}
+
 /** The cgroup (v2) or cgroups (v1, one per controller) of one sandbox. */
 export class SandboxCgroup {
   constructor(

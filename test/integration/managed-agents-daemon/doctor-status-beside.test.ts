@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonHarness } from './daemon-harness.js';
 import { closedPort, runCli, waitUntil } from '../../helpers/processes.js';
@@ -14,6 +15,13 @@ afterEach(async (ctx) => {
   spine = undefined;
 });
 
+/** Cgroup folders a doctor run made (v2 at the root, v1 under each controller). */
+async function doctorCgroups(): Promise<string[]> {
+  const roots = ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu'];
+  const found = await Promise.all(roots.map(async (r) => (await readdir(r).catch(() => [])).filter((n) => n.startsWith('sandbox-runner-doctor-')).map((n) => `${r}/${n}`)));
+  return found.flat();
+}
+
 describe('sandbox-runner doctor', () => {
   it('passes when the key file is sound and the queue answers; one line per check, or JSON', async () => {
     h = await DaemonHarness.create();
@@ -25,6 +33,8 @@ describe('sandbox-runner doctor', () => {
     expect(r.stdout).toMatch(new RegExp(`^ok {4}managed-agents key: environment ${h.fake.environmentId}: key read, permissions ok$`, 'm'));
     expect(r.stdout).toMatch(/^ok {4}managed-agents queue: http:\/\/127\.0\.0\.1:\d+ answers: 0 queued/m);
     expect(r.stdout).not.toContain(h.fake.environmentKey);
+    // Its cgroup probe leaves no folder behind (a daemon's own are sandbox-runner-<runner id>).
+    expect(await doctorCgroups()).toEqual([]);
 
     const j = await runCli(['doctor', '--config', h.configFile, '--json']);
     expect(j.code).toBe(0);
