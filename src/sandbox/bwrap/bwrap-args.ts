@@ -48,6 +48,11 @@ export interface BwrapArgsInput {
    * credentials. Without it the values go on the command line (tests only).
    */
   envArgsFd?: number;
+  /**
+   * fd from which bwrap reads the seccomp program (`--seccomp FD`) it applies
+   * to the sandbox's processes (see seccomp-filter.ts); none when undefined.
+   */
+  seccompFd?: number;
   /** uid/gid inside. */
   uid: number;
   gid: number;
@@ -66,6 +71,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   // No nested user namespaces: they are the usual first step of kernel exploits.
   a.push('--disable-userns');
+  if (input.seccompFd !== undefined) a.push('--seccomp', String(input.seccompFd));
   if (input.rootDir !== undefined) {
     a.push('--ro-bind', input.rootDir, '/');
   } else {

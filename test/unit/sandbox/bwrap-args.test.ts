@@ -39,6 +39,11 @@ describe('buildBwrapArgs', () => {
     expect(a).not.toContain('--remount-ro');
   });
 
+  it('names the seccomp fd when given', () => {
+    expect(buildBwrapArgs({ ...input, seccompFd: 6 }).join(' ')).toContain('--seccomp 6');
+    expect(buildBwrapArgs(input)).not.toContain('--seccomp');
+  });
+
   it('keeps the network namespace only when told to', () => {
     expect(buildBwrapArgs({ ...input, shareNet: true })).not.toContain('--unshare-net');
   });

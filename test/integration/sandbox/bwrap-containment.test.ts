@@ -1,0 +1,116 @@
+import { once } from 'node:events';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
+import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
+import type { Sandbox } from '../../../src/sandbox/driver.js';
+import { IMAGES_DIR, sandboxId, spec, tempDir } from './helpers.js';
+
+/**
+ * The kernel keyring calls, made from inside with ctypes (no keyutils in the
+ * image): each line `<call> <result> <errno name>`. Numbers per ABI.
+ */
+const KEYRING_PROBE = `
+import ctypes, errno, platform
+nrs = {'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+def show(name, r):
+    print(name, r, errno.errorcode.get(ctypes.get_errno(), '-') if r < 0 else 'ok')
+show('add_key', libc.syscall(nrs[0], b'user', b'left-by-a-sandbox', b'x', 1, -3))
+show('request_key', libc.syscall(nrs[1], b'user', b'runner-key', None, -3))
+show('keyctl', libc.syscall(nrs[2], 0, -3, 0))
+`;
+
+// What a hostile command could reach past the hardening points of
+// bwrap-hardening.test.ts: kernel state shared across namespaces, fds
+// inherited from whoever started the runner, /dev, and what two live
+// sandboxes could share. Each from inside a real sandbox, the runner as root.
+describe('bwrap containment', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let driver: BwrapDriver;
+  let a: BwrapSandbox;
+  let b: Sandbox;
+
+  beforeAll(async () => {
+    work = await tempDir('sr-bwrap-cont-');
+    driver = new BwrapDriver({ imagesDir: IMAGES_DIR, workRoot: path.join(work.dir, 'sandboxes'), cgroupParent: `sandbox-runner-test-${process.pid}-c` });
+    a = (await driver.create(spec(sandboxId('ca'), { limits: { workspaceBytes: 8 * 1024 * 1024 } }))) as BwrapSandbox;
+    b = await driver.create(spec(sandboxId('cb')));
+  });
+
+  afterAll(async () => {
+    await a?.dispose();
+    await b?.dispose();
+    await driver?.cleanupOrphans({ parentToo: true });
+    await work?.remove();
+  });
+
+  const sh = async (sb: Sandbox, script: string) => {
+    const r = await sb.run({ argv: ['/bin/bash', '-c', script] });
+    return { ...r, out: r.stdout.toString().trim(), err: r.stderr.toString().trim() };
+  };
+
+  it("refuses the kernel keyring calls: keyrings are not namespaced, and the runner's session keyring is inherited", async () => {
+    const expected = ['add_key -1 EPERM', 'request_key -1 EPERM', 'keyctl -1 EPERM'];
+    expect((await a.run({ argv: ['python3', '-c', KEYRING_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
+    // The same for a spare's pre-started process (started by the spawner helper).
+    const spare = (await driver.create(spec(sandboxId('ck')))) as BwrapSandbox;
+    try {
+      await spare.prestart();
+      expect(spare.waiterStart).toBeDefined();
+      expect((await spare.run({ argv: ['python3', '-c', KEYRING_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
+    } finally {
+      await spare.dispose();
+    }
+  });
+
+  it("shows none of the host's kernel controls: sysrq, /proc/sys, kcore, /sys, cgroup files", async () => {
+    const r = await sh(
+      a,
+      [
+        'echo h > /proc/sysrq-trigger 2>/dev/null && echo SYSRQ',
+        'echo evil > /proc/sys/kernel/hostname 2>/dev/null && echo SYSCTL',
+        'head -c1 /proc/kcore >/dev/null 2>&1 && echo KCORE',
+        'ls -A /sys | head -1',
+        'mount -t cgroup -o memory none /mnt 2>/dev/null && echo CGROUP',
+        'cut -d: -f3 /proc/self/cgroup | sort -u',
+        'echo end',
+      ].join('; '),
+    );
+    // The cgroup namespace shows the sandbox's own cgroups as the root: no path to a parent to climb to.
+    expect(r.out.split('\n')).toEqual(['/', 'end']);
+  });
+
+  it('shares no SysV IPC, POSIX shm or abstract unix socket with another live sandbox', async () => {
+    const setup = [
+      'ipcmk -M 4096 >/dev/null && ipcmk -Q >/dev/null',
+      'echo b > /dev/shm/from-b',
+      // Each process of a bwrap sandbox has namespaces of its own: b's objects are seen from this one.
+      'ipcs -m | grep -c 4096; ls /dev/shm',
+      // Listen on an abstract socket, say so, and stay until stdin closes.
+      'exec python3 -c "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(b\'\\0sandbox-b\'); s.listen(); print(\'ready\', flush=True); sys.stdin.read()"',
+    ].join('; ');
+    const holder = await b.spawn({ argv: ['/bin/bash', '-c', setup] });
+    try {
+      let seen = '';
+      holder.stdout.on('data', (c: Buffer) => (seen += c.toString()));
+      while (!seen.includes('ready')) await Promise.race([once(holder.stdout, 'data'), holder.exited.then(() => { throw new Error(`b ended before it was ready: ${seen}`); })]);
+      // b sees its own objects; a, at the same time, sees none of them.
+      expect(seen).toBe('1\nfrom-b\nready\n');
+      const r = await sh(
+        a,
+        [
+          'ipcs -m -q | grep -cE "^0x"',
+          'ls -A /dev/shm | head -1',
+          'grep -c sandbox-b /proc/net/unix',
+          'python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.connect(b\'\\0sandbox-b\')" 2>&1 | tail -1',
+        ].join('; '),
+      );
+      expect(r.out.split('\n')).toEqual(['0', '0', 'ConnectionRefusedError: [Errno 111] Connection refused']);
+    } finally {
+      holder.stdin.end();
+      holder.kill();
+      await holder.exited.catch(() => undefined);
+    }
+  });
+});
