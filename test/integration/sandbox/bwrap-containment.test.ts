@@ -64,6 +64,17 @@ describe('bwrap containment', () => {
     }
   });
 
+  it('keeps /dev read-only and /dev/shm within the size of /tmp', async () => {
+    // a's /tmp and /dev/shm are 8 MB each (its workspace size); 12 MB are tried.
+    const r = await sh(a, 'touch /dev/planted 2>&1; for i in 1 2 3; do head -c 4M /dev/zero > /dev/shm/f$i 2>&1 || echo full; done; du -sk /dev/shm | cut -f1; rm -f /dev/shm/f*');
+    const lines = r.out.split('\n');
+    expect(lines[0]).toMatch(/Read-only file system/);
+    expect(lines).toContain('full');
+    expect(Number(lines.at(-1))).toBeLessThanOrEqual(8 * 1024);
+    // POSIX shared memory and semaphores still work there.
+    expect((await sh(a, 'python3 -c "import multiprocessing as m; l = m.Lock(); l.acquire(); print(\'locked\')"')).out).toBe('locked');
+  });
+
   it("shows none of the host's kernel controls: sysrq, /proc/sys, kcore, /sys, cgroup files", async () => {
     const r = await sh(
       a,
