@@ -14,6 +14,7 @@ import { MountHelper } from './workspace-mount.js';
 import { SandboxSpawner } from './sandbox-spawner.js';
 import { WAITER_ARGV } from './waiting-process.js';
 import { keyringSeccompFilter } from './seccomp-filter.js';
+import { closeInheritedFds } from './inherited-fds.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -91,6 +92,15 @@ export class BwrapDriver implements SandboxDriver {
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
+    // Before anything is spawned (the spawner, the mount helper, any bwrap):
+    // an fd the runner inherited would be passed into every sandbox.
+    const inherited = closeInheritedFds();
+    if (inherited.length > 0) {
+      this.logger.warn(
+        { fds: inherited },
+        'closed file descriptors the runner inherited without close-on-exec: bwrap would pass them into every sandbox; start the runner without them',
+      );
+    }
     this.bwrapPath = options.bwrapPath ?? 'bwrap';
     this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner({ logger: this.logger }));
     this.cgroups = new CgroupManager({

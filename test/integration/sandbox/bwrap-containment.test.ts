@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,6 +6,8 @@ import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { Sandbox } from '../../../src/sandbox/driver.js';
 import { IMAGES_DIR, sandboxId, spec, tempDir } from './helpers.js';
+
+const REPO = path.resolve(import.meta.dirname, '../../..');
 
 /**
  * The kernel keyring calls, made from inside with ctypes (no keyutils in the
@@ -123,5 +126,45 @@ describe('bwrap containment', () => {
       holder.kill();
       await holder.exited.catch(() => undefined);
     }
+  });
+
+  it('passes no file descriptor the runner inherited into a sandbox, fresh or pre-started', async () => {
+    // A runner started by a shell that left an open socket at fd 40 (as a
+    // supervisor or CI job may). Node marks fds up to 15 close-on-exec at
+    // start (uv_disable_stdio_inheritance), not above. Runs the built driver
+    // (dist/, as the runner does).
+    const script = `
+      import { BwrapDriver } from ${JSON.stringify(path.join(REPO, 'dist/src/sandbox/bwrap/bwrap-driver.js'))};
+      import { DEFAULT_LIMITS } from ${JSON.stringify(path.join(REPO, 'dist/src/sandbox/driver.js'))};
+      const [workRoot, cgroupParent, id] = process.argv.slice(1);
+      const driver = new BwrapDriver({ imagesDir: ${JSON.stringify(IMAGES_DIR)}, workRoot, cgroupParent });
+      const mk = (n) => driver.create({ id: id + '-' + n, image: 'base', limits: { ...DEFAULT_LIMITS, wallTimeMs: 30000 }, network: { mode: 'none' }, env: { PATH: '/usr/bin:/bin' } });
+      const probe = ['/bin/bash', '-c', 'echo written-from-inside >&40; ls /proc/self/fd | sort -n | tr "\\\\n" " "'];
+      const out = {};
+      const fresh = await mk('f');
+      out.fresh = (await fresh.run({ argv: probe })).stdout.toString();
+      const spare = await mk('s');
+      await spare.prestart();
+      out.prestarted = (await spare.run({ argv: probe })).stdout.toString();
+      await fresh.dispose();
+      await spare.dispose();
+      await driver.cleanupOrphans({ parentToo: true });
+      console.log(JSON.stringify(out));
+    `;
+    const argv = [process.execPath, '--input-type=module', '-e', script, path.join(work.dir, 'child-sandboxes'), `sandbox-runner-test-${process.pid}-cf`, sandboxId('cf')];
+    const child = spawn('/bin/bash', ['-c', 'exec "$@" 40>&3 3>&-', 'bash', ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let leaked = '';
+    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdio[3]!.on('data', (c: Buffer) => (leaked += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code, stderr).toBe(0);
+    const out = JSON.parse(stdout) as { fresh: string; prestarted: string };
+    // 0-2 and the listing's own directory fd (3), nothing else.
+    expect(out.fresh.trim()).toBe('0 1 2 3');
+    expect(out.prestarted.trim()).toBe('0 1 2 3');
+    expect(leaked).toBe('');
   });
 });
