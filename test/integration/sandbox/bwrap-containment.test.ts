@@ -5,24 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { Sandbox } from '../../../src/sandbox/driver.js';
-import { IMAGES_DIR, sandboxId, spec, tempDir } from './helpers.js';
+import { IMAGES_DIR, KEYRING_PROBE, sandboxId, spec, tempDir } from './helpers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
-
-/**
- * The kernel keyring calls, made from inside with ctypes (no keyutils in the
- * image): each line `<call> <result> <errno name>`. Numbers per ABI.
- */
-const KEYRING_PROBE = `
-import ctypes, errno, platform
-nrs = {'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219)}[platform.machine()]
-libc = ctypes.CDLL(None, use_errno=True)
-def show(name, r):
-    print(name, r, errno.errorcode.get(ctypes.get_errno(), '-') if r < 0 else 'ok')
-show('add_key', libc.syscall(nrs[0], b'user', b'left-by-a-sandbox', b'x', 1, -3))
-show('request_key', libc.syscall(nrs[1], b'user', b'runner-key', None, -3))
-show('keyctl', libc.syscall(nrs[2], 0, -3, 0))
-`;
 
 // What a hostile command could reach past the hardening points of
 // bwrap-hardening.test.ts: kernel state shared across namespaces, fds
@@ -93,6 +78,26 @@ describe('bwrap containment', () => {
     );
     // The cgroup namespace shows the sandbox's own cgroups as the root: no path to a parent to climb to.
     expect(r.out.split('\n')).toEqual(['/', 'end']);
+  });
+
+  it("holds nothing of the runner's environment in bwrap's own process (pid 1), which it can read", async () => {
+    process.env.RUNNER_ONLY_MARKER = 'runner-side-value';
+    try {
+      const fresh = (await driver.create(spec(sandboxId('ce')))) as BwrapSandbox;
+      try {
+        await fresh.prestart();
+        const r = await sh(fresh, 'tr "\\0" "\\n" < /proc/1/environ; tr "\\0" "\\n" < /proc/self/environ');
+        expect(r.out).toContain('PATH=');
+        expect(r.out).not.toContain('runner-side-value');
+      } finally {
+        await fresh.dispose();
+      }
+      const r = await sh(a, 'tr "\\0" "\\n" < /proc/1/environ');
+      // The wrapper's PATH, and PWD where a shell wrapper set it; nothing else.
+      for (const name of r.out.split('\n').map((l) => l.split('=')[0])) expect(['PATH', 'PWD']).toContain(name);
+    } finally {
+      delete process.env.RUNNER_ONLY_MARKER;
+    }
   });
 
   it('shares no SysV IPC, POSIX shm or abstract unix socket with another live sandbox', async () => {
