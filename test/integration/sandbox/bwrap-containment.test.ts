@@ -63,6 +63,12 @@ describe('bwrap containment', () => {
     expect((await sh(a, 'python3 -c "import multiprocessing as m; l = m.Lock(); l.acquire(); print(\'locked\')"')).out).toBe('locked');
   });
 
+  it('counts a workspace file deleted while held open against the workspace size', async () => {
+    // a's workspace is 8 MB: 6 MB held open after rm, then 6 MB more.
+    const r = await sh(a, 'exec 7>/workspace/held; head -c 6M /dev/zero >&7; rm /workspace/held; head -c 6M /dev/zero > /workspace/more 2>/dev/null || echo full; exec 7>&-; rm -f /workspace/more');
+    expect(r.out).toBe('full');
+  });
+
   it("shows none of the host's kernel controls: sysrq, /proc/sys, kcore, /sys, cgroup files", async () => {
     const r = await sh(
       a,
