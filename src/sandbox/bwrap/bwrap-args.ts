@@ -6,7 +6,8 @@
  * missing from it, a tmpfs `/` with each top-level entry of the image bound
  * read-only, made read-only at the end), a private writable
  * `/workspace` (bound from the host), a size-capped tmpfs `/tmp`, a fresh
- * `/proc` for the new pid namespace, a minimal `/dev`, then `/` made read-only.
+ * `/proc` for the new pid namespace, a minimal read-only `/dev` with a
+ * size-capped `/dev/shm`, then `/` made read-only.
  */
 export interface RootEntry {
   /** Name under `/`, e.g. `usr`. */
@@ -48,6 +49,11 @@ export interface BwrapArgsInput {
    * credentials. Without it the values go on the command line (tests only).
    */
   envArgsFd?: number;
+  /**
+   * fd from which bwrap reads the seccomp program (`--seccomp FD`) it applies
+   * to the sandbox's processes (see seccomp-filter.ts); none when undefined.
+   */
+  seccompFd?: number;
   /** uid/gid inside. */
   uid: number;
   gid: number;
@@ -66,6 +72,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   // No nested user namespaces: they are the usual first step of kernel exploits.
   a.push('--disable-userns');
+  if (input.seccompFd !== undefined) a.push('--seccomp', String(input.seccompFd));
   if (input.rootDir !== undefined) {
     a.push('--ro-bind', input.rootDir, '/');
   } else {
@@ -78,8 +85,15 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   for (const [host, inside] of input.roBinds) a.push('--ro-bind', host, inside);
   a.push('--bind', input.workspaceDir, '/workspace');
   for (const [host, inside] of input.binds ?? []) a.push('--bind', host, inside);
-  a.push('--perms', '1777', '--size', String(Math.max(1024 * 1024, Math.floor(input.tmpBytes))), '--tmpfs', '/tmp');
-  a.push('--proc', '/proc', '--dev', '/dev');
+  const tmpSize = String(Math.max(1024 * 1024, Math.floor(input.tmpBytes)));
+  a.push('--perms', '1777', '--size', tmpSize, '--tmpfs', '/tmp');
+  // bwrap's /dev is a tmpfs of its own with no size (half the host's RAM),
+  // writable by the sandbox: files there escaped every limit but memory, and
+  // under rlimits that one too. /dev is made read-only (its device binds and
+  // /dev/pts are mounts of their own and stay usable), and /dev/shm, which
+  // POSIX shared memory and semaphores need, is a tmpfs capped as /tmp is.
+  a.push('--proc', '/proc', '--dev', '/dev', '--remount-ro', '/dev');
+  a.push('--perms', '1777', '--size', tmpSize, '--tmpfs', '/dev/shm');
   if (input.rootDir === undefined) a.push('--remount-ro', '/');
   a.push('--clearenv');
   if (input.envArgsFd !== undefined) a.push('--args', String(input.envArgsFd));

@@ -13,6 +13,8 @@ import { hostMounts } from './host-mounts.js';
 import { MountHelper } from './workspace-mount.js';
 import { SandboxSpawner } from './sandbox-spawner.js';
 import { WAITER_ARGV } from './waiting-process.js';
+import { keyringSeccompFilter } from './seccomp-filter.js';
+import { closeInheritedFds } from './inherited-fds.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -85,9 +87,20 @@ export class BwrapDriver implements SandboxDriver {
   private readonly mounts = new MountHelper();
   /** Starts pre-started waiters in a small helper process, so the runner does not fork for them. */
   private readonly spawner: SandboxSpawner | undefined;
+  /** The seccomp program of every sandbox (no kernel keyrings), the same bytes for all. */
+  private readonly seccomp = keyringSeccompFilter();
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
+    // Before anything is spawned (the spawner, the mount helper, any bwrap):
+    // an fd the runner inherited would be passed into every sandbox.
+    const inherited = closeInheritedFds();
+    if (inherited.length > 0) {
+      this.logger.warn(
+        { fds: inherited },
+        'closed file descriptors the runner inherited without close-on-exec: bwrap would pass them into every sandbox; start the runner without them',
+      );
+    }
     this.bwrapPath = options.bwrapPath ?? 'bwrap';
     this.spawner = options.spawner === false ? undefined : (options.spawner ?? new SandboxSpawner({ logger: this.logger }));
     this.cgroups = new CgroupManager({
@@ -160,7 +173,7 @@ export class BwrapDriver implements SandboxDriver {
     }
     const limits = await this.limitEnforcement().catch((err: Error) => err.message);
     const image = await resolveImage('base', this.options.imagesDir, this.options.imagesOutDir);
-    const notes = [`limits by ${limits}`, image ? 'base image built' : 'base image not built, using a read-only view of the host /usr (run sandbox-images/base/build.sh)'];
+    const notes = [`limits by ${limits}`, this.seccomp ? 'keyring calls refused by seccomp' : `no seccomp filter for ${process.arch}`, image ? 'base image built' : 'base image not built, using a read-only view of the host /usr (run sandbox-images/base/build.sh)'];
     // Chosen in config, rlimits are what the operator asked for; as a fallback they deserve a warning.
     const weaker =
       limits === 'rlimits' && this.options.limits !== 'rlimits'
@@ -278,6 +291,7 @@ export class BwrapDriver implements SandboxDriver {
         shareNet: false,
         env: { ...egress?.env, ...spec.env },
         egress,
+        seccomp: this.seccomp,
         limits: spec.limits,
         cgroup,
         hostUid,

@@ -24,6 +24,8 @@ export interface BwrapProcessOptions {
   signal?: AbortSignal;
   /** bwrap's `--setenv` arguments, written to fd ENV_ARGS_FD (`--args`): values stay off every command line. */
   envArgs?: Buffer;
+  /** The seccomp program, written to fd SECCOMP_FD (`--seccomp`), when the bwrap line names it. */
+  seccomp?: Buffer | undefined;
   /**
    * Pre-start: open one more pipe, the waiter's spec input (fd SPEC_FD), and
    * hold the limit monitor until begin() (the process waits, nothing to watch).
@@ -59,6 +61,9 @@ export interface StartedBwrapProcess extends SandboxProcess {
 /** The fd, in the wrapper and bwrap, from which bwrap reads its environment arguments (`--args`). */
 export const ENV_ARGS_FD = 5;
 
+/** The fd, in the wrapper and bwrap, from which bwrap reads the seccomp program (`--seccomp`). */
+export const SECCOMP_FD = 6;
+
 /** The wrapper's environment: it and bwrap need nothing of the runner's; the sandbox's own is set with --clearenv. */
 const WRAPPER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 
@@ -86,7 +91,7 @@ interface Launched {
 /** Starts `argv` (the wrapper + bwrap line) and watches the sandbox's limits while it runs. */
 export async function startBwrapProcess(options: BwrapProcessOptions): Promise<StartedBwrapProcess> {
   const baseline = (await options.cgroup?.events()) ?? { oomKills: 0, pidsMax: 0 };
-  const child = options.waiting && options.spawner && !options.envArgs?.length ? await launchBySpawner(options.spawner, options.argv, options.direct) : launchHere(options);
+  const child = options.waiting && options.spawner && !options.envArgs?.length ? await launchBySpawner(options.spawner, options.argv, options.direct, options.seccomp) : launchHere(options);
   let limit: ProcessExit['limit'];
   let dead = false;
   const kill = (): void => {
@@ -183,7 +188,8 @@ function launchHere(options: BwrapProcessOptions): Launched {
     // fd 3: bwrap's --info-fd, naming the host pid of the namespace's init.
     // fd 4 (SPEC_FD) when waiting: the spec the waiter reads, held by the runner alone.
     // fd 5 (ENV_ARGS_FD): the environment's --setenv arguments, read by bwrap itself.
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe', options.waiting ? 'pipe' : 'ignore', 'pipe'],
+    // fd 6 (SECCOMP_FD): the seccomp program, read (and closed) by bwrap itself.
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe', options.waiting ? 'pipe' : 'ignore', 'pipe', ...(options.seccomp ? (['pipe'] as const) : [])],
     env: WRAPPER_ENV,
   });
   const stdio = child.stdio as unknown as Array<(Readable & Writable) | null>;
@@ -191,6 +197,11 @@ function launchHere(options: BwrapProcessOptions): Launched {
   // bwrap may fail before it reads (a bad binary path): nothing to report from here, the exit says it.
   envInput.on('error', () => undefined);
   envInput.end(options.envArgs ?? Buffer.alloc(0));
+  if (options.seccomp) {
+    const seccompInput = stdio[SECCOMP_FD]!;
+    seccompInput.on('error', () => undefined);
+    seccompInput.end(options.seccomp);
+  }
   let initPid: number | undefined;
   let info = '';
   const infoStream = stdio[3];
@@ -224,8 +235,8 @@ function launchHere(options: BwrapProcessOptions): Launched {
 }
 
 /** Starts the process through the spawner helper (no fork of the runner); its pipes come over as sockets. */
-async function launchBySpawner(spawner: SandboxSpawner, argv: string[], direct: DirectSpawn | undefined): Promise<Launched> {
-  const p = await spawner.spawn(argv, WRAPPER_ENV, direct);
+async function launchBySpawner(spawner: SandboxSpawner, argv: string[], direct: DirectSpawn | undefined, seccomp: Buffer | undefined): Promise<Launched> {
+  const p = await spawner.spawn(argv, WRAPPER_ENV, direct, seccomp);
   return {
     stdin: p.stdin,
     stdout: p.stdout,

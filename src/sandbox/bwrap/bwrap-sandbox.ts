@@ -5,7 +5,7 @@ import type { RunRequest, RunResult, Sandbox, SandboxLimits, SandboxProcess, Spa
 import type { SandboxCgroup } from '../cgroups/cgroups.js';
 import { runProcess } from '../run-process.js';
 import { buildBwrapArgs, envArgs, wrapInCgroup, type RootEntry } from './bwrap-args.js';
-import { ENV_ARGS_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
+import { ENV_ARGS_FD, SECCOMP_FD, startBwrapProcess, type StartedBwrapProcess } from './bwrap-process.js';
 import type { SandboxSpawner } from './sandbox-spawner.js';
 import type { DirectSpawn } from './spawner-messages.js';
 import { encodeSpec, WAITER_ARGV, waiterCanRun } from './waiting-process.js';
@@ -39,6 +39,8 @@ export interface BwrapSandboxInit {
   waiterShell?: boolean;
   /** Proxy-mode networking, when the sandbox has it. */
   egress?: SandboxEgress | undefined;
+  /** The seccomp program bwrap applies (seccomp-filter.ts); undefined on an architecture without one. */
+  seccomp?: Buffer | undefined;
   /** Undoes the workspace mount; given by the driver. */
   unmountWorkspace: () => Promise<void>;
   /** Starts the pre-started waiter without a fork of the runner (the driver's helper); undefined: spawn here. */
@@ -94,7 +96,7 @@ export class BwrapSandbox implements Sandbox {
    * cgroup join done by the spawner itself, see DirectSpawn), when no rlimits
    * apply (prlimit has no spawn option; rlimits only apply without cgroups).
    */
-  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): { argv: string[]; envArgs: Buffer; direct?: DirectSpawn } {
+  commandFor(options: Pick<SpawnOptions, 'argv' | 'cwd' | 'env'>, waiting = false): { argv: string[]; envArgs: Buffer; seccomp: Buffer | undefined; direct?: DirectSpawn } {
     const i = this.init;
     const env = waiting ? {} : { ...i.env, ...options.env };
     const bwrap = buildBwrapArgs({
@@ -109,6 +111,7 @@ export class BwrapSandbox implements Sandbox {
       hostname: 'sandbox',
       env,
       envArgsFd: ENV_ARGS_FD,
+      ...(i.seccomp ? { seccompFd: SECCOMP_FD } : {}),
       cwd: waiting ? '/workspace' : (options.cwd ?? '/workspace'),
       argv: waiting ? WAITER_ARGV : i.egress ? i.egress.wrap(options.argv) : options.argv,
       uid: 1000,
@@ -130,7 +133,7 @@ export class BwrapSandbox implements Sandbox {
             ...(i.cgroup ? { cgroup: i.cgroup.target } : {}),
           }
         : undefined;
-    return { argv, envArgs: envArgs(env), ...(direct ? { direct } : {}) };
+    return { argv, envArgs: envArgs(env), seccomp: i.seccomp, ...(direct ? { direct } : {}) };
   }
 
   /**

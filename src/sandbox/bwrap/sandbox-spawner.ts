@@ -71,7 +71,7 @@ export class SandboxSpawner {
    * without the wrappers, and `argv` only when the helper cannot join the
    * cgroup itself (logged). Rejects when the helper cannot start or spawn it.
    */
-  async spawn(argv: string[], env: Record<string, string>, direct?: DirectSpawn): Promise<SpawnedProcess> {
+  async spawn(argv: string[], env: Record<string, string>, direct?: DirectSpawn, seccomp?: Buffer): Promise<SpawnedProcess> {
     if (this.closed) throw new RunnerError('sandbox_failed', 'the sandbox spawner is closed; the runner is stopping');
     const child = await this.helper();
     const id = this.nextId++;
@@ -107,7 +107,7 @@ export class SandboxSpawner {
         },
       };
       this.live.set(id, entry);
-      this.send(child, { kind: 'spawn', id, argv, env, ...(direct ? { direct } : {}) });
+      this.send(child, { kind: 'spawn', id, argv, env, ...(direct ? { direct } : {}), ...(seccomp ? { seccomp: seccomp.toString('base64') } : {}) });
       this.refresh(child);
     });
   }

@@ -31,8 +31,12 @@ import type { Readable, Writable } from 'node:stream';
 import { checkHome, CgroupJoinError, homeFiles, selfCgroupText, spawnInCgroups, type CgroupTarget } from '../cgroups/cgroup-self-move.js';
 import { SPAWNED_PIPES, type DirectSpawn, type SpawnerEvent, type SpawnerRequest } from './spawner-messages.js';
 
-/** fds in the child: 0-2 stdio, 3 bwrap's --info-fd, 4 the waiter's spec, 5 bwrap's --args (empty). */
+/**
+ * fds in the child: 0-2 stdio, 3 bwrap's --info-fd, 4 the waiter's spec, 5 bwrap's --args (empty),
+ * and 6 bwrap's --seccomp program when the request carries one.
+ */
 const STDIO = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'] as const;
+const stdioFor = (seccomp: Buffer | undefined): Array<'pipe'> => (seccomp ? [...STDIO, 'pipe'] : [...STDIO]);
 
 function main(): void {
   const send = process.send?.bind(process);
@@ -68,9 +72,9 @@ function main(): void {
   // removal kills it. It must not spawn anything more; the runner starts a new one.
   let stuck: Error | undefined;
 
-  const spawnDirect = (direct: DirectSpawn, env: Record<string, string>): ChildProcess => {
+  const spawnDirect = (direct: DirectSpawn, env: Record<string, string>, seccomp: Buffer | undefined): ChildProcess => {
     const options = {
-      stdio: [...STDIO],
+      stdio: stdioFor(seccomp),
       env,
       ...(direct.uid !== undefined ? { uid: direct.uid } : {}),
       ...(direct.gid !== undefined ? { gid: direct.gid } : {}),
@@ -82,14 +86,14 @@ function main(): void {
     return spawnInCgroups(direct.cgroup, back, run, (err) => (stuck ??= err));
   };
 
-  const start = (id: number, argv: string[], env: Record<string, string>, direct: DirectSpawn | undefined): void => {
-    const spawnWrapped = (): ChildProcess => spawn(argv[0]!, argv.slice(1), { stdio: [...STDIO], env });
+  const start = (id: number, argv: string[], env: Record<string, string>, direct: DirectSpawn | undefined, seccomp: Buffer | undefined): void => {
+    const spawnWrapped = (): ChildProcess => spawn(argv[0]!, argv.slice(1), { stdio: stdioFor(seccomp), env });
     let child: ChildProcess;
     let isDirect = false;
     try {
       if (direct) {
         try {
-          child = spawnDirect(direct, env);
+          child = spawnDirect(direct, env, seccomp);
           isDirect = true;
         } catch (err) {
           if (!(err instanceof CgroupJoinError)) throw err;
@@ -124,6 +128,11 @@ function main(): void {
     const envInput = stdio[5]!;
     envInput.on('error', () => undefined);
     envInput.end();
+    if (seccomp) {
+      const seccompInput = stdio[6]!;
+      seccompInput.on('error', () => undefined);
+      seccompInput.end(seccomp);
+    }
     let info: string | undefined = '';
     const infoStream = stdio[3]!;
     infoStream.on('error', () => undefined);
@@ -156,7 +165,7 @@ function main(): void {
   };
 
   process.on('message', (req: SpawnerRequest) => {
-    if (req.kind === 'spawn') start(req.id, req.argv, req.env, req.direct);
+    if (req.kind === 'spawn') start(req.id, req.argv, req.env, req.direct, req.seccomp === undefined ? undefined : Buffer.from(req.seccomp, 'base64'));
     else if (req.kind === 'kill') {
       try {
         children.get(req.id)?.kill('SIGKILL');

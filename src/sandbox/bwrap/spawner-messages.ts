@@ -29,9 +29,10 @@ export type SpawnerRequest =
   /**
    * Start `argv` (a wrapper + bwrap line) with stdio as a pre-started waiter
    * has it (see bwrap-process.ts); with `direct`, start that instead, and
-   * `argv` only when the direct start cannot join the cgroup.
+   * `argv` only when the direct start cannot join the cgroup. `seccomp`
+   * (base64): the program bwrap reads from fd 6 (`--seccomp 6` in the line).
    */
-  | { kind: 'spawn'; id: number; argv: string[]; env: Record<string, string>; direct?: DirectSpawn }
+  | { kind: 'spawn'; id: number; argv: string[]; env: Record<string, string>; direct?: DirectSpawn; seccomp?: string }
   /** SIGKILL process `id` (a no-op once it has exited). */
   | { kind: 'kill'; id: number };
 

@@ -6,7 +6,7 @@ import { DockerDriver } from '../../../src/sandbox/docker/docker-driver.js';
 import type { DockerSandbox } from '../../../src/sandbox/docker/docker-sandbox.js';
 import type { RunResult } from '../../../src/sandbox/driver.js';
 import { waitUntil } from '../../helpers/processes.js';
-import { isAlive, sandboxId, spec, tempDir, type SpecOverrides } from './helpers.js';
+import { isAlive, KEYRING_PROBE, sandboxId, spec, tempDir, type SpecOverrides } from './helpers.js';
 
 // Docker hardening (issue 3), checked twice: in the container's HostConfig and
 // from inside; then each limit, hit for real.
@@ -77,6 +77,13 @@ describe('docker sandbox', () => {
     expect(r.out.match(/Read-only file system/g)?.length).toBe(2);
     expect(lines.slice(-3)).toEqual(['w', 't', 'sandbox']);
     expect(await readdir(sb.workspaceDir)).toContain('w');
+  });
+
+  it('refuses the kernel keyring calls (not namespaced) and holds no fd but its stdio', async () => {
+    const keys = await sb.run({ argv: ['python3', '-c', KEYRING_PROBE] });
+    expect(keys.stdout.toString().trim().split('\n')).toEqual(['add_key -1 EPERM', 'request_key -1 EPERM', 'keyctl -1 EPERM']);
+    // 0-2 and the listing's own directory fd.
+    expect((await sh('ls /proc/self/fd | sort -n | tr "\\n" " "')).out).toBe('0 1 2 3');
   });
 
   it("holds the given environment and none of the runner's; cannot see the host's /root or state dir", async () => {

@@ -26,7 +26,8 @@ describe('buildBwrapArgs', () => {
       expect(a).toContain(flag);
     }
     expect(a.join(' ')).toContain('--cap-drop ALL');
-    expect(a.join(' ')).toContain('--remount-ro /');
+    // Argument by argument: `--remount-ro /dev` must not pass for `--remount-ro /`.
+    expect(a.join('\n')).toContain('--remount-ro\n/\n');
     expect(a.join(' ')).toContain('--ro-bind /img/usr /usr');
     expect(a.join(' ')).toContain('--bind /work/ws /workspace');
     expect(a.slice(-4)).toEqual(['--', 'sh', '-c', 'echo $A']);
@@ -36,7 +37,14 @@ describe('buildBwrapArgs', () => {
     const a = buildBwrapArgs({ ...input, rootDir: '/img' }).join(' ');
     expect(a).toContain('--ro-bind /img /');
     expect(a).not.toMatch(/--tmpfs \/ /);
-    expect(a).not.toContain('--remount-ro');
+    expect(buildBwrapArgs({ ...input, rootDir: '/img' }).join('\n')).not.toContain('--remount-ro\n/\n');
+  });
+
+  it('makes /dev read-only with a /dev/shm capped as /tmp is, and names the seccomp fd when given', () => {
+    const a = buildBwrapArgs({ ...input, tmpBytes: 8 * 1024 * 1024, seccompFd: 6 }).join(' ');
+    expect(a).toContain('--dev /dev --remount-ro /dev --perms 1777 --size 8388608 --tmpfs /dev/shm');
+    expect(a).toContain('--seccomp 6');
+    expect(buildBwrapArgs(input)).not.toContain('--seccomp');
   });
 
   it('keeps the network namespace only when told to', () => {
