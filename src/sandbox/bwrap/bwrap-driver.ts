@@ -13,7 +13,7 @@ import { hostMounts } from './host-mounts.js';
 import { MountHelper } from './workspace-mount.js';
 import { SandboxSpawner } from './sandbox-spawner.js';
 import { WAITER_ARGV } from './waiting-process.js';
-import { keyringSeccompFilter } from './seccomp-filter.js';
+import { sandboxSeccompFilter } from './seccomp-filter.js';
 import { closeInheritedFds } from './inherited-fds.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
@@ -87,8 +87,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly mounts = new MountHelper();
   /** Starts pre-started waiters in a small helper process, so the runner does not fork for them. */
   private readonly spawner: SandboxSpawner | undefined;
-  /** The seccomp program of every sandbox (no kernel keyrings), the same bytes for all. */
-  private readonly seccomp = keyringSeccompFilter();
+  /** The seccomp program of every sandbox (no kernel keyrings, io_uring, userfaultfd, perf events), the same bytes for all. */
+  private readonly seccomp = sandboxSeccompFilter();
 
   constructor(private readonly options: BwrapDriverOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -173,7 +173,7 @@ export class BwrapDriver implements SandboxDriver {
     }
     const limits = await this.limitEnforcement().catch((err: Error) => err.message);
     const image = await resolveImage('base', this.options.imagesDir, this.options.imagesOutDir);
-    const notes = [`limits by ${limits}`, this.seccomp ? 'keyring calls refused by seccomp' : `no seccomp filter for ${process.arch}`, image ? 'base image built' : 'base image not built, using a read-only view of the host /usr (run sandbox-images/base/build.sh)'];
+    const notes = [`limits by ${limits}`, this.seccomp ? 'keyring, io_uring, userfaultfd and perf_event_open calls refused by seccomp' : `no seccomp filter for ${process.arch}`, image ? 'base image built' : 'base image not built, using a read-only view of the host /usr (run sandbox-images/base/build.sh)'];
     // Chosen in config, rlimits are what the operator asked for; as a fallback they deserve a warning.
     const weaker =
       limits === 'rlimits' && this.options.limits !== 'rlimits'

@@ -2,16 +2,23 @@ import os from 'node:os';
 
 /**
  * The seccomp program every bwrap sandbox runs under (bwrap `--seccomp FD`):
- * it refuses, with EPERM, the kernel keyring system calls `add_key`,
- * `request_key` and `keyctl`, and allows everything else.
+ * it refuses, with EPERM, the system calls below and allows everything else.
  *
- * Why: keyrings are not namespaced. A process keeps the session keyring of
- * whoever started it, across bwrap's user namespace, and possesses it, so
- * every sandbox possessed the runner's session keyring (systemd gives each
- * service one, with an `invocation_id` key in it): a sandbox could read and
- * change the keys there, and one sandbox could leave a key that another
- * session reads. Docker's default seccomp profile refuses the same three calls
- * for the same reason; nothing a tool call runs needs them.
+ * - `add_key`, `request_key`, `keyctl`: keyrings are not namespaced. A
+ *   process keeps the session keyring of whoever started it, across bwrap's
+ *   user namespace, and possesses it, so every sandbox possessed the runner's
+ *   session keyring (systemd gives each service one, with an `invocation_id`
+ *   key in it): a sandbox could read and change the keys there, and one
+ *   sandbox could leave a key that another session reads.
+ * - `io_uring_setup`, `io_uring_enter`, `io_uring_register`, `userfaultfd`,
+ *   `perf_event_open`: no break through them is known here, but they are
+ *   among the kernel's largest attack surfaces for unprivileged code (the
+ *   source of many local privilege escalations), which is why several
+ *   distributions and Google's production kernels turn io_uring off.
+ *   Ordinary programs do not need them: glibc and the tools in the images
+ *   fall back to read/write and poll.
+ *
+ * Docker's default seccomp profile refuses all of these for the same reasons.
  *
  * A classic BPF program (struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, in
  * the host's byte order), one block per ABI the host can run, so a 32-bit
@@ -27,15 +34,18 @@ interface AbiBlock {
   nrs: number[];
 }
 
-// AUDIT_ARCH_* from linux/audit.h; numbers from each ABI's syscall table.
+// Each ABI's `nrs`, in this order: add_key, request_key, keyctl,
+// io_uring_setup, io_uring_enter, io_uring_register, userfaultfd, perf_event_open.
+// AUDIT_ARCH_* from linux/audit.h; numbers from each ABI's syscall table
+// (asm/unistd_64.h, unistd_32.h, asm-generic/unistd.h for arm64, the ARM EABI table).
 const ABIS: Partial<Record<NodeJS.Architecture, AbiBlock[]>> = {
   x64: [
-    { arch: 0xc000003e, mask: ~0x40000000 >>> 0, nrs: [248, 249, 250] },
-    { arch: 0x40000003, nrs: [286, 287, 288] },
+    { arch: 0xc000003e, mask: ~0x40000000 >>> 0, nrs: [248, 249, 250, 425, 426, 427, 323, 298] },
+    { arch: 0x40000003, nrs: [286, 287, 288, 425, 426, 427, 374, 336] },
   ],
   arm64: [
-    { arch: 0xc00000b7, nrs: [217, 218, 219] },
-    { arch: 0x40000028, nrs: [309, 310, 311] },
+    { arch: 0xc00000b7, nrs: [217, 218, 219, 425, 426, 427, 282, 241] },
+    { arch: 0x40000028, nrs: [309, 310, 311, 425, 426, 427, 388, 364] },
   ],
 };
 
@@ -57,7 +67,7 @@ type Insn = [code: number, jt: number, jf: number, k: number];
  * not know the syscall numbers (then sandboxes run without one; the driver's
  * probe says so).
  */
-export function keyringSeccompFilter(arch: NodeJS.Architecture = process.arch): Buffer | undefined {
+export function sandboxSeccompFilter(arch: NodeJS.Architecture = process.arch): Buffer | undefined {
   const blocks = ABIS[arch];
   if (!blocks) return undefined;
   // Layout: load arch; per ABI [jeq arch, load nr, (and mask), jeq nr → deny …, allow]; allow; deny.

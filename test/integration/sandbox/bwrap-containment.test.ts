@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { Sandbox } from '../../../src/sandbox/driver.js';
-import { IMAGES_DIR, KEYRING_PROBE, sandboxId, spec, tempDir } from './helpers.js';
+import { IMAGES_DIR, KEYRING_PROBE, SURFACE_PROBE, sandboxId, spec, tempDir } from './helpers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
 
@@ -47,6 +47,20 @@ describe('bwrap containment', () => {
       await spare.prestart();
       expect(spare.waiterStart).toBeDefined();
       expect((await spare.run({ argv: ['python3', '-c', KEYRING_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
+    } finally {
+      await spare.dispose();
+    }
+  });
+
+  it('refuses io_uring, userfaultfd and perf_event_open, as Docker does: large kernel attack surfaces no tool needs', async () => {
+    const expected = ['io_uring_setup -1 EPERM', 'io_uring_enter -1 EPERM', 'io_uring_register -1 EPERM', 'userfaultfd -1 EPERM', 'perf_event_open -1 EPERM'];
+    expect((await a.run({ argv: ['python3', '-c', SURFACE_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
+    // A pre-started process gets the same filter from the spawner helper.
+    const spare = (await driver.create(spec(sandboxId('cu')))) as BwrapSandbox;
+    try {
+      await spare.prestart();
+      expect(spare.waiterStart).toBeDefined();
+      expect((await spare.run({ argv: ['python3', '-c', SURFACE_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
     } finally {
       await spare.dispose();
     }

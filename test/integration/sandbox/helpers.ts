@@ -66,6 +66,27 @@ export async function hostProcessesHolding(needle: string, file: 'cmdline' | 'en
 }
 
 /**
+ * The calls the seccomp filter refuses for their attack surface, made from
+ * inside with ctypes: each line `<call> <result> <errno name>`. Without the
+ * filter, on a host that allows them, none says EPERM (io_uring_setup and
+ * userfaultfd give an fd, the others EBADF or EINVAL for their bad arguments).
+ */
+export const SURFACE_PROBE = `
+import ctypes, errno, platform
+nrs = {'x86_64': (425, 426, 427, 323, 298), 'aarch64': (425, 426, 427, 282, 241)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+def show(name, r):
+    print(name, r if r < 0 else 'fd', errno.errorcode.get(ctypes.get_errno(), '-') if r < 0 else 'ok')
+params = ctypes.create_string_buffer(120)
+attr = ctypes.create_string_buffer(128)
+show('io_uring_setup', libc.syscall(nrs[0], 1, params))
+show('io_uring_enter', libc.syscall(nrs[1], -1, 0, 0, 0, None, 0))
+show('io_uring_register', libc.syscall(nrs[2], -1, 0, None, 0))
+show('userfaultfd', libc.syscall(nrs[3], 1))
+show('perf_event_open', libc.syscall(nrs[4], attr, 0, -1, -1, 0))
+`;
+
+/**
  * The kernel keyring calls, made from inside with ctypes (no keyutils in the
  * image): each line `<call> <result> <errno name>`. Numbers per ABI.
  */
