@@ -41,8 +41,9 @@ export interface BwrapDriverOptions {
   cgroupMountRoot?: string;
   /**
    * When running as root, each sandbox runs as its own unprivileged host uid,
-   * `hostUidBase + hash(id) % 50_000_000`. Default 1_900_000_000, far above
-   * the subordinate-id ranges that /etc/subuid hands out.
+   * `hostUidBase + hash(id) % 50_000_000` (the next free one when a live
+   * sandbox of this driver has it). Default 1_900_000_000, far above the
+   * subordinate-id ranges that /etc/subuid hands out.
    */
   hostUidBase?: number;
   /** How often a running process's limits are checked, ms. Default 100. */
@@ -79,6 +80,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly warnedImages = new Set<string>();
   /** Images already warned about for having no shell for a spare's waiter. */
   private readonly warnedNoShell = new Set<string>();
+  /** Host uids of this driver's sandboxes not yet fully disposed (see takeHostUid). */
+  private readonly liveUids = new Set<number>();
   private readonly rootEntries = new Map<string, Promise<RootEntry[]>>();
   /** Whether a path exists in an image, per `rootfs + path`: built images do not change (as rootEntries). */
   private readonly imagePaths = new Map<string, Promise<boolean>>();
@@ -215,13 +218,14 @@ export class BwrapDriver implements SandboxDriver {
     await chmod(sandboxDir, 0o711);
     await mkdir(workspaceDir, { mode: 0o700 });
 
-    const hostUid = hostUidFor(this.isRoot, this.options.hostUidBase, spec.id);
+    const hostUid = this.takeHostUid(spec.id);
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
       if (workspaceMounted) await this.mounts.unmountWorkspace(workspaceDir);
       workspaceMounted = false;
     };
     const cleanup: Array<() => Promise<unknown>> = [];
+    if (hostUid !== undefined) cleanup.push(async () => this.liveUids.delete(hostUid));
     let egress: SandboxEgress | undefined;
     try {
       if (this.isRoot) {
@@ -300,6 +304,7 @@ export class BwrapDriver implements SandboxDriver {
         logger: this.logger,
         waiterShell,
         unmountWorkspace,
+        ...(hostUid !== undefined ? { releaseHostUid: () => this.liveUids.delete(hostUid) } : {}),
         spawner: this.spawner,
       });
     } catch (err) {
@@ -307,6 +312,23 @@ export class BwrapDriver implements SandboxDriver {
       await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * The host uid of a new sandbox: the one its id hashes to, or the next free
+   * one when a live sandbox of this driver has that. Two sandboxes on one uid
+   * stay apart by their namespaces, but share what the kernel counts per user
+   * (inotify instances and watches, pending signals, message queue bytes), so
+   * one could use up the other's. Held until the sandbox is fully disposed.
+   */
+  private takeHostUid(id: string): number | undefined {
+    const first = hostUidFor(this.isRoot, this.options.hostUidBase, id);
+    if (first === undefined) return undefined;
+    const base = this.options.hostUidBase ?? DEFAULT_HOST_UID_BASE;
+    let uid = first;
+    while (this.liveUids.has(uid)) uid = base + ((uid - base + 1) % HOST_UID_SPAN);
+    this.liveUids.add(uid);
+    return uid;
   }
 
   /**
@@ -371,8 +393,12 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
-function hostUidFor(isRoot: boolean, base: number | undefined, id: string): number | undefined {
-  return isRoot ? (base ?? 1_900_000_000) + (fnv1a(id) % 50_000_000) : undefined;
+const DEFAULT_HOST_UID_BASE = 1_900_000_000;
+const HOST_UID_SPAN = 50_000_000;
+
+/** The host uid sandbox `id` hashes to when the runner is root (exported for tests that need two ids on one uid). */
+export function hostUidFor(isRoot: boolean, base: number | undefined, id: string): number | undefined {
+  return isRoot ? (base ?? DEFAULT_HOST_UID_BASE) + (fnv1a(id) % HOST_UID_SPAN) : undefined;
 }
 
 /** bwrap runs as the sandbox's own uid: every folder down to workRoot must let others pass (x). */

@@ -43,6 +43,8 @@ export interface BwrapSandboxInit {
   seccomp?: Buffer | undefined;
   /** Undoes the workspace mount; given by the driver. */
   unmountWorkspace: () => Promise<void>;
+  /** Hands `hostUid` back to the driver once nothing of the sandbox is left. */
+  releaseHostUid?: () => void;
   /** Starts the pre-started waiter without a fork of the runner (the driver's helper); undefined: spawn here. */
   spawner?: SandboxSpawner | undefined;
 }
@@ -273,6 +275,8 @@ export class BwrapSandbox implements Sandbox {
     if (this.init.egress) await step(() => this.init.egress!.listener.close());
     await step(() => this.init.unmountWorkspace());
     await step(() => removeSandboxDir(this.init.sandboxDir, this.workspaceDir));
+    // A disposal that failed may have left a process running as this uid: it stays taken.
+    if (first === undefined) this.init.releaseHostUid?.();
     if (first !== undefined) {
       this.init.logger.warn({ err: first, sandbox: this.id }, 'sandbox dispose was incomplete');
       throw first instanceof RunnerError

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
+import { BwrapDriver, hostUidFor } from '../../../src/sandbox/bwrap/bwrap-driver.js';
 import type { BwrapSandbox } from '../../../src/sandbox/bwrap/bwrap-sandbox.js';
 import type { Sandbox } from '../../../src/sandbox/driver.js';
 import { IMAGES_DIR, KEYRING_PROBE, SURFACE_PROBE, sandboxId, spec, tempDir } from './helpers.js';
@@ -63,6 +64,32 @@ describe('bwrap containment', () => {
       expect((await spare.run({ argv: ['python3', '-c', SURFACE_PROBE] })).stdout.toString().trim().split('\n')).toEqual(expected);
     } finally {
       await spare.dispose();
+    }
+  });
+
+  it('gives two live sandboxes whose ids hash to the same host uid different uids (per-user kernel counts stay apart)', async () => {
+    // Two ids on one uid, found by hashing as the driver does (a few thousand tries).
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let n = 0; !pair; n++) {
+      const id = `uid-${process.pid}-${n}`;
+      const uid = hostUidFor(true, undefined, id)!;
+      const other = seen.get(uid);
+      if (other) pair = [other, id];
+      else seen.set(uid, id);
+    }
+    const x = (await driver.create(spec(pair[0]))) as BwrapSandbox;
+    const y = (await driver.create(spec(pair[1]))) as BwrapSandbox;
+    try {
+      expect(x.hostUid).toBe(hostUidFor(true, undefined, pair[0]));
+      expect(y.hostUid).not.toBe(x.hostUid);
+      // What each sandbox writes belongs to its own uid on the host.
+      for (const sb of [x, y]) await sh(sb, 'echo mine > /workspace/f');
+      const owners = await Promise.all([x, y].map(async (sb) => (await stat(path.join(sb.workspaceDir, 'f'))).uid));
+      expect(owners).toEqual([x.hostUid, y.hostUid]);
+    } finally {
+      await x.dispose();
+      await y.dispose();
     }
   });
 
