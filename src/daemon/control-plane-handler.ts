@@ -1,11 +1,11 @@
 import path from 'node:path';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import * as tar from 'tar';
 import { encodeOutputFrame, type ControlMessage, type MessageOf, type ToolResultMessage } from '../protocol/index.js';
 import type { CallJournal } from '../connection/call-journal.js';
 import type { RunnerConnection } from '../connection/runner-connection.js';
 import type { Executor } from '../executor/executor.js';
+import { checkpointWorkspace, restoreWorkspace } from '../tools/files/workspace-checkpoint.js';
 import type { AuditSink } from '../executor/executor-options.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import type { CredentialSet } from '../credentials/index.js';
@@ -347,16 +347,14 @@ export class ControlPlaneHandler {
     const dir = path.join(this.options.checkpointDir, safeName(sessionId));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const id = `ckpt_${randomBytes(8).toString('hex')}`;
-    const entries = await readdir(sandbox.workspaceDir);
-    await tar.c({ cwd: sandbox.workspaceDir, file: path.join(dir, `${id}.tar`), portable: true, follow: false }, entries.length ? entries : []);
+    await checkpointWorkspace(sandbox.workspaceDir, path.join(dir, `${id}.tar`));
     return id;
   }
 
   private async restore(sessionId: string, checkpointId: string): Promise<void> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
     const file = path.join(this.options.checkpointDir, safeName(sessionId), `${safeName(checkpointId)}.tar`);
-    for (const e of await readdir(sandbox.workspaceDir)) await rm(path.join(sandbox.workspaceDir, e), { recursive: true, force: true });
-    await tar.x({ cwd: sandbox.workspaceDir, file, strict: true, preservePaths: false });
+    await restoreWorkspace(sandbox.workspaceDir, file);
   }
 }
 
