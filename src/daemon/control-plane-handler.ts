@@ -6,6 +6,7 @@ import type { CallJournal } from '../connection/call-journal.js';
 import type { RunnerConnection } from '../connection/runner-connection.js';
 import type { Executor } from '../executor/executor.js';
 import { checkpointWorkspace, restoreWorkspace } from '../tools/files/workspace-checkpoint.js';
+import { WorkspaceFs } from '../tools/workspace-path.js';
 import type { AuditSink } from '../executor/executor-options.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import type { CredentialSet } from '../credentials/index.js';
@@ -347,14 +348,14 @@ export class ControlPlaneHandler {
     const dir = path.join(this.options.checkpointDir, safeName(sessionId));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const id = `ckpt_${randomBytes(8).toString('hex')}`;
-    await checkpointWorkspace(sandbox.workspaceDir, path.join(dir, `${id}.tar`));
+    await checkpointWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), path.join(dir, `${id}.tar`), { maxBytes: sandbox.limits.workspaceBytes });
     return id;
   }
 
   private async restore(sessionId: string, checkpointId: string): Promise<void> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
     const file = path.join(this.options.checkpointDir, safeName(sessionId), `${safeName(checkpointId)}.tar`);
-    await restoreWorkspace(sandbox.workspaceDir, file);
+    await restoreWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), file, { maxBytes: sandbox.limits.workspaceBytes });
   }
 }
 

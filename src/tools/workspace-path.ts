@@ -54,6 +54,10 @@ function invalid(message: string): RunnerError {
   return new RunnerError('invalid_input', message);
 }
 
+function changing(shown: string): RunnerError {
+  return invalid(`The path ${shown} changed while it was being resolved (a process in the sandbox is changing it); retry when it is stable.`);
+}
+
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -245,6 +249,55 @@ export class WorkspaceFs {
     }
   }
 
+  /**
+   * Opens regular file `name` in `dir` for writing from its start: a new file
+   * (owned like the root, mode `mode`) or an existing regular file emptied;
+   * never through a symlink, never into anything else. Caller closes it.
+   */
+  async openForWrite(dir: FileHandle, name: string, mode: number, shown: string): Promise<FileHandle> {
+    try {
+      const handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
+      await this.chownNew(handle).catch(async (err: unknown) => {
+        await handle.close();
+        throw ioError(err, shown);
+      });
+      return handle;
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') throw isRunnerError(err) ? err : ioError(err, shown);
+    }
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ELOOP') throw invalid(`${shown} is a symbolic link in the workspace; remove it first, files are never written through links.`);
+      if (code === 'EISDIR') throw invalid(`${shown} is a directory in the workspace; remove it first or choose another path.`);
+      if (code === 'ENXIO') throw invalid(`${shown} is a FIFO or socket in the workspace; remove it first.`);
+      throw ioError(err, shown);
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw invalid(`${shown} is not a regular file in the workspace; remove it first.`);
+      await handle.truncate(0);
+      await handle.chmod(mode);
+      return handle;
+    } catch (err) {
+      await handle.close();
+      throw isRunnerError(err) ? err : ioError(err, shown);
+    }
+  }
+
+  /** Creates symlink `name` -> `target` in `dir`, owned like the root; the runner never follows it. */
+  async createSymlink(dir: FileHandle, name: string, target: string, shown: string): Promise<void> {
+    try {
+      await fsp.symlink(target, atDir(dir, name));
+      // lchown: the last component is not followed, whatever sandboxed code put there since.
+      if (process.getuid?.() === 0) await fsp.lchown(atDir(dir, name), this.owner.uid, this.owner.gid);
+    } catch (err) {
+      if (errno(err) === 'EEXIST') throw invalid(`${shown} already exists in the workspace; remove it first.`);
+      throw ioError(err, shown);
+    }
+  }
+
   /** Opens directory `rel`, creating it and its parents when `create` is set. */
   async openDir(rel: string, options: { create?: boolean } = {}): Promise<{ rel: string; dir: FileHandle }> {
     if (rel === '') return { rel, dir: await this.openRoot() };
@@ -310,7 +363,9 @@ export class WorkspaceFs {
         throw invalid(`The directory ${this.display(relSoFar)} does not exist. Please provide a valid path.`);
       }
       if (code === 'ELOOP' || code === 'ENOTDIR') {
-        const st = await fsp.lstat(atDir(dir, part));
+        const st = await fsp.lstat(atDir(dir, part)).catch((e: unknown) => {
+          throw errno(e) === 'ENOENT' ? changing(this.display(relSoFar)) : ioError(e, this.display(relSoFar));
+        });
         if (st.isSymbolicLink()) return this.followLink(dir, part, parentOf(relSoFar));
         throw invalid(`The path ${this.display(relSoFar)} is a file, not a directory; give a path through directories.`);
       }
@@ -321,7 +376,11 @@ export class WorkspaceFs {
   /** Reads symlink `name` in `dir` (at `dirRel`) and returns its target as a workspace path, or refuses. */
   private async followLink(dir: FileHandle, name: string, dirRel: string): Promise<string> {
     const linkRel = joinRel(dirRel, name);
-    const target = await fsp.readlink(atDir(dir, name));
+    const target = await fsp.readlink(atDir(dir, name)).catch((err: unknown) => {
+      // No longer a link (EINVAL) or gone: sandboxed code changed it since the open that met the link.
+      if (errno(err) === 'EINVAL' || errno(err) === 'ENOENT') throw changing(this.display(linkRel));
+      throw ioError(err, this.display(linkRel));
+    });
     const outside = (): RunnerError =>
       invalid(
         `The path ${this.display(linkRel)} is a symbolic link to ${target}, outside the workspace; tools do not follow it. Give a path inside ${SANDBOX_WORKSPACE}.`,
