@@ -410,6 +410,27 @@ function parentOf(rel: string): string {
   return i < 0 ? '' : rel.slice(0, i);
 }
 
+/**
+ * Reads an opened file from its start, but never more than `limit` bytes
+ * (`more` says there was more). A size checked with stat is no bound on what
+ * a read returns: sandboxed code can grow a file between the two, for free
+ * with a sparse one, and readFile() allocates whatever fstat says then.
+ */
+export async function readAtMost(handle: FileHandle, limit: number): Promise<{ data: Buffer; more: boolean }> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const want = Math.min(64 * 1024, limit + 1 - total);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await handle.read(buf, 0, want, total);
+    if (bytesRead === 0) break;
+    chunks.push(buf.subarray(0, bytesRead));
+    total += bytesRead;
+    if (total > limit) return { data: Buffer.alloc(0), more: true };
+  }
+  return { data: Buffer.concat(chunks, total), more: false };
+}
+
 /** An unexpected filesystem error, as a RunnerError saying which path. */
 export function ioError(err: unknown, shownPath: string): RunnerError {
   const code = errno(err);

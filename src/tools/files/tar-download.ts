@@ -1,7 +1,7 @@
 import { constants as C, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { RunnerError } from '../../util/errors.js';
-import { atDir, ioError, type WorkspaceFs } from '../workspace-path.js';
+import { atDir, ioError, readAtMost, type WorkspaceFs } from '../workspace-path.js';
 import { TarWriter } from './tar-writer.js';
 
 /** Limits of one download. */
@@ -48,19 +48,20 @@ export async function packDownload(ws: WorkspaceFs, path: string, limits: Downlo
       );
     }
   };
+  const tooLarge = (): RunnerError =>
+    new RunnerError(
+      'limit_exceeded',
+      `${shown} is larger than ${limits.maxBytes} bytes, the download limit; download a subdirectory, or compress it with bash (tar czf) first.`,
+    );
   const checkSize = (extra: number): void => {
-    if (writer.size + extra > limits.maxBytes) {
-      throw new RunnerError(
-        'limit_exceeded',
-        `${shown} is larger than ${limits.maxBytes} bytes, the download limit; download a subdirectory, or compress it with bash (tar czf) first.`,
-      );
-    }
+    if (writer.size + extra > limits.maxBytes) throw tooLarge();
   };
 
   const addFile = async (handle: FileHandle, name: string, mode: number, mtime: Date, size: number): Promise<void> => {
     count();
     checkSize(size + 1024);
-    const body = await handle.readFile();
+    const { data: body, more } = await readAtMost(handle, Math.max(0, limits.maxBytes - writer.size - 1024));
+    if (more) throw tooLarge();
     checkSize(body.length + 1024);
     writer.add({ path: name, type: 'File', mode, mtime, body });
     result.files++;

@@ -1,12 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bashTool } from '../../../src/tools/bash/index.js';
-import { editorTool } from '../../../src/tools/editor/index.js';
+import { createEditorTool, editorTool } from '../../../src/tools/editor/index.js';
 import { filesTool } from '../../../src/tools/files/index.js';
 import { bwrapSandbox, callTool, makeToolContext, MemorySessionState, outcomeText, type TestBwrap } from '../../helpers/tool-context.js';
 
 // The host-side tools (editor, files) and the sandbox's own processes share one
 // workspace: what one writes the other sees, and what sandboxed code plants
 // (symlinks out, in any path component) is never followed by the host side.
+/** Bytes this process has read so far (rchar: every read syscall, thread pool included). */
+async function bytesRead(): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  return Number(/rchar: (\d+)/.exec(await readFile('/proc/self/io', 'utf8'))?.[1]);
+}
+
 describe('editor and files on a real bwrap session workspace', () => {
   let box: TestBwrap;
   const session = new MemorySessionState();
@@ -61,6 +67,28 @@ describe('editor and files on a real bwrap session workspace', () => {
     expect(seen.has('refused link') && seen.has('read inside')).toBe(true);
     const { readdir } = await import('node:fs/promises');
     expect((await readdir('/etc')).filter((n) => n.startsWith('planted-'))).toEqual([]);
+  });
+
+  it('a file grown (sparse) between the size check and the read is never read past the limit (race)', async () => {
+    // Sandboxed code flips `grow` between a short text and a 200 MB sparse file (free on tmpfs):
+    // a read sized by a second fstat would take all 200 MB into the runner's memory.
+    await bash('(while :; do echo hi > grow; truncate -s 200M grow; sleep 0.01; done) >/dev/null 2>&1 & echo $! > /tmp/grower');
+    const small = createEditorTool({ maxFileBytes: 64 * 1024 });
+    const seen = new Set<string>();
+    let most = 0;
+    try {
+      for (let i = 0; i < 1000 && most < 100 * 1024 * 1024; i++) {
+        const before = await bytesRead();
+        const viewed = outcomeText(await callTool(small, { command: 'view', path: 'grow' }, ctx()));
+        most = Math.max(most, (await bytesRead()) - before);
+        seen.add(viewed.startsWith("Here's") ? 'read' : /editor's limit/.test(viewed) ? 'too large' : 'other');
+      }
+    } finally {
+      await bash('kill $(cat /tmp/grower); wait 2>/dev/null; rm -f grow; true');
+    }
+    expect(seen.has('read') && seen.has('too large')).toBe(true);
+    // No view read more than the editor's limit of 64 KiB (with slack for the runner's other reads).
+    expect(most).toBeLessThan(1024 * 1024);
   });
 
   it('an upload lands where bash sees it', async () => {
