@@ -91,6 +91,25 @@ describe('editor and files on a real bwrap session workspace', () => {
     expect(most).toBeLessThan(1024 * 1024);
   });
 
+  it('sandboxed code cannot hard-link a file from outside its workspace, and FIFOs with a live peer block no tool', async () => {
+    // A hard link would make the host-side writes of the editor and upload land in the outside file;
+    // the workspace is its own file system (a tmpfs), so link(2) from anywhere else is EXDEV.
+    expect(await bash('ln /etc/passwd hl1 2>&1; echo x > /tmp/t; ln /tmp/t hl2 2>&1; ls hl1 hl2 2>/dev/null | wc -l')).toMatch(
+      /Invalid cross-device link[\s\S]*Invalid cross-device link[\s\S]*\n0$/,
+    );
+    // A FIFO held open at both ends by sandboxed code (so opens succeed) is refused, never read or written.
+    await bash('mkfifo live && (exec 3<>live; sleep 60) >/dev/null 2>&1 & echo $! > /tmp/holder');
+    try {
+      expect(outcomeText(await edit({ command: 'view', path: 'live' }))).toMatch(/not a regular file or directory/);
+      expect(outcomeText(await edit({ command: 'str_replace', path: 'live', old_str: 'a', new_str: 'b' }))).toMatch(/not a regular file/);
+      const b64 = await bash('mkdir -p /tmp/up && echo data > /tmp/up/live && tar -C /tmp/up -cf - live | base64 -w0');
+      expect(outcomeText(await callTool(filesTool, { action: 'upload', path: '/workspace', tar: b64 }, ctx()))).toMatch(/not a regular file in the workspace/);
+      expect(outcomeText(await callTool(filesTool, { action: 'download', path: 'live' }, ctx()))).toMatch(/not a regular file or directory/);
+    } finally {
+      await bash('kill $(cat /tmp/holder); wait 2>/dev/null; rm -f live hl1 hl2; true');
+    }
+  });
+
   it('an upload lands where bash sees it', async () => {
     await bash('mkdir -p /tmp/src/sub && echo payload > /tmp/src/sub/f.txt');
     // Made by the sandbox's own tar, so the archive is what a client would send.
