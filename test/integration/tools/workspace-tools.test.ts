@@ -98,7 +98,7 @@ describe('editor and files on a real bwrap session workspace', () => {
       /Invalid cross-device link[\s\S]*Invalid cross-device link[\s\S]*\n0$/,
     );
     // A FIFO held open at both ends by sandboxed code (so opens succeed) is refused, never read or written.
-    await bash('mkfifo live && (exec 3<>live; sleep 60) >/dev/null 2>&1 & echo $! > /tmp/holder');
+    await bash('mkfifo live; (exec 3<>live; exec sleep 60) >/dev/null 2>&1 & echo $! > /tmp/holder; until [ -e /proc/$!/fd/3 ]; do sleep 0.01; done');
     try {
       expect(outcomeText(await edit({ command: 'view', path: 'live' }))).toMatch(/not a regular file or directory/);
       expect(outcomeText(await edit({ command: 'str_replace', path: 'live', old_str: 'a', new_str: 'b' }))).toMatch(/not a regular file/);
