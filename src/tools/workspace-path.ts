@@ -21,6 +21,14 @@ import { textOutcome, type ToolOutcome } from './tool.js';
 export const SANDBOX_WORKSPACE = '/workspace';
 
 const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * Directory levels a walk of the whole tree (download, checkpoint) descends at
+ * most: each level below holds an fd open, and the runner's fds are shared by
+ * every session, while a tree thousands of levels deep is cheap for sandboxed
+ * code to make.
+ */
+export const MAX_WALK_DEPTH = 256;
 const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 // O_NONBLOCK: opening a FIFO planted by sandboxed code must not hang the runner.
 const READ_FLAGS = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;

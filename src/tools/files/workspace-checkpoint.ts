@@ -2,7 +2,7 @@ import { constants as C, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RunnerError } from '../../util/errors.js';
-import { atDir, ioError, type WorkspaceFs } from '../workspace-path.js';
+import { atDir, ioError, MAX_WALK_DEPTH, type WorkspaceFs } from '../workspace-path.js';
 import { TarFileReader } from './tar-reader.js';
 import { entryPath } from './tar-upload.js';
 import { TarWriter } from './tar-writer.js';
@@ -32,18 +32,13 @@ export interface CheckpointLimits {
 
 /** Default entry limit of a checkpoint. */
 export const CHECKPOINT_MAX_ENTRIES = 1_000_000;
-/**
- * Directory levels a checkpoint descends at most: each level holds two fds
- * while below it, and the runner's fds are shared by every session.
- */
-export const MAX_DEPTH = 256;
 
 const CHILD_FLAGS = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
 const CHUNK = 1024 * 1024;
 /**
  * Passes over the workspace while emptying it: one is enough unless sandboxed
- * code writes meanwhile, or a tree is deeper than MAX_DEPTH (each pass takes
- * MAX_DEPTH more levels of it).
+ * code writes meanwhile, or a tree is deeper than MAX_WALK_DEPTH (each pass takes
+ * MAX_WALK_DEPTH more levels of it).
  */
 const MAX_CLEAR_PASSES = 16;
 
@@ -101,8 +96,8 @@ export async function checkpointWorkspace(
   };
 
   const walk = async (dir: FileHandle, prefix: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) {
-      throw limitError(`${ws.display(prefix)} is more than ${MAX_DEPTH} directories deep, the checkpoint limit; flatten it and retry.`);
+    if (depth > MAX_WALK_DEPTH) {
+      throw limitError(`${ws.display(prefix)} is more than ${MAX_WALK_DEPTH} directories deep, the checkpoint limit; flatten it and retry.`);
     }
     const listing = await fsp.opendir(`/proc/self/fd/${dir.fd}`);
     try {
@@ -224,7 +219,7 @@ export async function restoreWorkspace(ws: WorkspaceFs, file: string, limits: Ch
 /**
  * Removes everything in the workspace, fd-relative: a directory swapped for a
  * symlink is unlinked as a link, never descended. A directory deeper than
- * {@link MAX_DEPTH} is moved up to the root (same filesystem, a rename) and
+ * {@link MAX_WALK_DEPTH} is moved up to the root (same filesystem, a rename) and
  * emptied in a later pass, so no depth holds more fds than that. What the
  * session's own processes write meanwhile may survive; the restore goes on
  * (that is theirs to race, as with any write of theirs during a restore).
@@ -258,7 +253,7 @@ async function clearDir(ws: WorkspaceFs, root: FileHandle, dir: FileHandle, dept
         if (code === 'ENOENT') continue;
         if (code !== 'EISDIR' && code !== 'EPERM') throw ioError(err, name);
       }
-      if (depth >= MAX_DEPTH) {
+      if (depth >= MAX_WALK_DEPTH) {
         await fsp.rename(atDir(dir, name), atDir(root, `.restore-deep-${process.hrtime.bigint()}`)).catch(ignoreGone);
         continue;
       }

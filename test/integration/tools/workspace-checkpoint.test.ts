@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRunnerError } from '../../../src/util/errors.js';
 import { bashTool } from '../../../src/tools/bash/index.js';
+import { filesTool } from '../../../src/tools/files/index.js';
 import { checkpointWorkspace, restoreWorkspace } from '../../../src/tools/files/workspace-checkpoint.js';
 import { WorkspaceFs } from '../../../src/tools/workspace-path.js';
 import { bwrapSandbox, callTool, makeToolContext, MemorySessionState, outcomeText, type TestBwrap } from '../../helpers/tool-context.js';
@@ -68,6 +69,28 @@ describe('checkpoint and restore of a live session workspace', () => {
     // Everything but the FIFO, which a checkpoint leaves out.
     expect(await bash('find . -printf "%p %y %m %U %l\\n" | sort')).toBe(before.split('\n').filter((l) => !l.startsWith('./pipe ')).join('\n'));
     expect(await bash('cat link && ./run.sh && echo ran')).toBe('a\nb\nran');
+    await restoreWorkspace(await ws(), empty, limits);
+    expect(await bash('ls -A | wc -l')).toBe('0');
+  });
+
+  it('a tree thousands of levels deep holds no more than a bounded number of the runner\'s fds, and a restore still clears it', async () => {
+    const empty = path.join(work, 'empty-deep.tar');
+    await checkpointWorkspace(await ws(), empty, limits);
+    await bash(`python3 -c "import os\nfor i in range(3000):\n  os.mkdir('a'); os.chdir('a')\nopen('f','w').write('deep')"`);
+    // fds are shared by every session of the runner: sample how many this process holds meanwhile.
+    const { readdirSync } = await import('node:fs');
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, readdirSync('/proc/self/fd').length)), 10);
+    const base = readdirSync('/proc/self/fd').length;
+    let downloaded;
+    try {
+      downloaded = await callTool(filesTool, { action: 'download', path: '/workspace' }, ctx());
+      await expect(checkpointWorkspace(await ws(), path.join(work, 'deep.tar'), limits)).rejects.toThrow(/more than 256 directories deep, the checkpoint limit/);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(outcomeText(downloaded)).toMatch(/more than 256 directories deep, the download limit/);
+    expect(most - base).toBeLessThan(600);
     await restoreWorkspace(await ws(), empty, limits);
     expect(await bash('ls -A | wc -l')).toBe('0');
   });
