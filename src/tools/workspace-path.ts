@@ -21,6 +21,22 @@ import { textOutcome, type ToolOutcome } from './tool.js';
 export const SANDBOX_WORKSPACE = '/workspace';
 
 const MAX_SYMLINK_HOPS = 40;
+/**
+ * Directories opened while resolving one path, all hops together. A symlink
+ * sends the walk back to the root, so without a bound sandboxed code could
+ * plant chains of links into deep trees that cost the runner hundreds of
+ * thousands of opens for one path (130 s for one `view`, measured), with no
+ * way to cancel them.
+ */
+const MAX_RESOLVE_STEPS = 4096;
+/** Longest tool path accepted: Linux's PATH_MAX, what a process in the sandbox can name at all. */
+const MAX_PATH_BYTES = 4096;
+
+/** What one path's resolution may still spend (shared by all its hops, as the kernel counts links). */
+interface ResolveBudget {
+  hops: number;
+  steps: number;
+}
 
 /**
  * Directory levels a walk of the whole tree (download, checkpoint) descends at
@@ -62,6 +78,10 @@ function invalid(message: string): RunnerError {
   return new RunnerError('invalid_input', message);
 }
 
+function tooManyLinks(shown: string): RunnerError {
+  return invalid(`The path ${shown} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
+}
+
 function changing(shown: string): RunnerError {
   return invalid(`The path ${shown} changed while it was being resolved (a process in the sandbox is changing it); retry when it is stable.`);
 }
@@ -97,6 +117,7 @@ export class WorkspaceFs {
    */
   relative(input: string): string {
     if (input.includes('\0')) throw invalid('The path contains a NUL byte; give a plain path inside /workspace.');
+    if (Buffer.byteLength(input) > MAX_PATH_BYTES) throw invalid(`The path is longer than ${MAX_PATH_BYTES} bytes; give a shorter path inside ${SANDBOX_WORKSPACE}.`);
     let p = input;
     if (p.startsWith('/')) {
       const norm = path.posix.normalize(p);
@@ -141,9 +162,9 @@ export class WorkspaceFs {
    * missing directories when `create` is set. Symlinked components are
    * followed by hand when they point inside the workspace.
    */
-  async parent(rel: string, options: { create?: boolean } = {}): Promise<ParentEntry> {
+  async parent(rel: string, options: { create?: boolean } = {}, budget: ResolveBudget = { hops: 0, steps: 0 }): Promise<ParentEntry> {
     let current = rel;
-    for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    for (;;) {
       const parts = current === '' ? [] : current.split('/');
       const name = parts.pop() ?? '';
       let dir = await this.openRoot();
@@ -151,6 +172,9 @@ export class WorkspaceFs {
       try {
         for (let i = 0; i < parts.length; i++) {
           const part = parts[i] as string;
+          if (++budget.steps > MAX_RESOLVE_STEPS) {
+            throw invalid(`The path ${this.display(rel)} takes more than ${MAX_RESOLVE_STEPS} directory steps to resolve (deep trees, links); give the real, shorter path.`);
+          }
           const next = await this.stepDir(dir, part, parts.slice(0, i + 1).join('/'), options.create === true);
           if (typeof next === 'string') {
             restart = joinRel(next, [...parts.slice(i + 1), name].join('/'));
@@ -166,8 +190,8 @@ export class WorkspaceFs {
       if (restart === undefined) return { rel: current, dirRel: parts.join('/'), dir, name };
       await dir.close();
       current = restart;
+      if (++budget.hops > MAX_SYMLINK_HOPS) throw tooManyLinks(this.display(rel));
     }
-    throw invalid(`The path ${this.display(rel)} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
   }
 
   /**
@@ -177,14 +201,15 @@ export class WorkspaceFs {
   async openExisting(rel: string, options: { write?: boolean } = {}): Promise<OpenedEntry> {
     const flags = options.write === true ? C.O_RDWR | C.O_NOFOLLOW | C.O_NONBLOCK : READ_FLAGS;
     let current = rel;
-    for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    const budget: ResolveBudget = { hops: 0, steps: 0 };
+    for (;;) {
       if (current === '') {
         if (options.write === true) {
           throw invalid(`The path ${this.display(rel)} is a directory and only the \`view\` command can be used on directories.`);
         }
         return this.describe('', await this.openRoot());
       }
-      const { rel: entryRel, dirRel, dir, name } = await this.parent(current);
+      const { rel: entryRel, dirRel, dir, name } = await this.parent(current, {}, budget);
       try {
         let handle: FileHandle;
         try {
@@ -194,6 +219,7 @@ export class WorkspaceFs {
           if (code === 'ENOENT') throw invalid(`The path ${this.display(rel)} does not exist. Please provide a valid path.`);
           if (code === 'ELOOP') {
             current = await this.followLink(dir, name, dirRel);
+            if (++budget.hops > MAX_SYMLINK_HOPS) throw tooManyLinks(this.display(rel));
             continue;
           }
           if (code === 'EISDIR') {
@@ -207,7 +233,6 @@ export class WorkspaceFs {
         await dir.close();
       }
     }
-    throw invalid(`The path ${this.display(rel)} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
   }
 
   /**

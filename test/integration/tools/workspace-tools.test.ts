@@ -110,6 +110,34 @@ describe('editor and files on a real bwrap session workspace', () => {
     }
   });
 
+  it('chains of links through a deep tree cost a bounded number of steps to resolve, not minutes of the runner\'s time', async () => {
+    // Each link sends the walk back to the root and through 500 directories again: 38 links in the
+    // directories of the path and 38 at its end made one view take 130 s of opens before the bound.
+    await bash(`python3 - <<'PY'
+import os
+D, H = 500, 38
+deep = '/'.join(['d'] * D)
+os.makedirs(deep)
+top = '/workspace/' + deep
+for i in range(H):
+    os.symlink(f'{top}/M{i+1}', f'{deep}/M{i}')
+os.mkdir(f'{deep}/M{H}')
+for j in range(H):
+    os.symlink(f'{top}/M0/x{j+1}', f'{deep}/M{H}/x{j}')
+open(f'{deep}/M{H}/x{H}', 'w').write('end')
+os.symlink(f'{top}/M0/x0', 'trap')
+PY`);
+    try {
+      const viewed = await edit({ command: 'view', path: 'trap' });
+      expect(viewed.isError).toBe(true);
+      expect(outcomeText(viewed)).toMatch(/takes more than 4096 directory steps to resolve/);
+      // Without the link chains, the same deep file is reached directly.
+      expect(outcomeText(await edit({ command: 'view', path: `${Array(500).fill('d').join('/')}/M38/x38` }))).toMatch(/1\tend/);
+    } finally {
+      await bash('rm -rf d trap');
+    }
+  });
+
   it('an upload lands where bash sees it', async () => {
     await bash('mkdir -p /tmp/src/sub && echo payload > /tmp/src/sub/f.txt');
     // Made by the sandbox's own tar, so the archive is what a client would send.
