@@ -5,7 +5,7 @@ import { encodeOutputFrame, type ControlMessage, type MessageOf, type ToolResult
 import type { CallJournal } from '../connection/call-journal.js';
 import type { RunnerConnection } from '../connection/runner-connection.js';
 import type { Executor } from '../executor/executor.js';
-import { checkpointWorkspace, restoreWorkspace } from '../tools/files/workspace-checkpoint.js';
+import { checkpointWorkspace, restoreWorkspace, storageName } from '../tools/files/workspace-checkpoint.js';
 import { WorkspaceFs } from '../tools/workspace-path.js';
 import type { AuditSink } from '../executor/executor-options.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
@@ -313,7 +313,7 @@ export class ControlPlaneHandler {
       } else if (msg.type === 'session.close') {
         const closed = await ex.closeSession(msg.sessionId);
         this.options.audit?.append({ type: 'session.close', sessionId: msg.sessionId });
-        await rm(path.join(this.options.checkpointDir, safeName(msg.sessionId)), { recursive: true, force: true });
+        await rm(path.join(this.options.checkpointDir, storageName(msg.sessionId)), { recursive: true, force: true });
         await (closed ? reply(true) : reply(false, { error: { code: 'unknown_session', message: `no open session ${msg.sessionId}` } }));
       } else if (msg.type === 'session.checkpoint') {
         const checkpointId = await this.checkpoint(msg.sessionId);
@@ -345,7 +345,7 @@ export class ControlPlaneHandler {
   /** A tar of the session's workspace, kept on the runner. */
   private async checkpoint(sessionId: string): Promise<string> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
-    const dir = path.join(this.options.checkpointDir, safeName(sessionId));
+    const dir = path.join(this.options.checkpointDir, storageName(sessionId));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const id = `ckpt_${randomBytes(8).toString('hex')}`;
     await checkpointWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), path.join(dir, `${id}.tar`), { maxBytes: sandbox.limits.workspaceBytes });
@@ -354,11 +354,7 @@ export class ControlPlaneHandler {
 
   private async restore(sessionId: string, checkpointId: string): Promise<void> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
-    const file = path.join(this.options.checkpointDir, safeName(sessionId), `${safeName(checkpointId)}.tar`);
+    const file = path.join(this.options.checkpointDir, storageName(sessionId), `${storageName(checkpointId)}.tar`);
     await restoreWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), file, { maxBytes: sandbox.limits.workspaceBytes });
   }
-}
-
-function safeName(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }

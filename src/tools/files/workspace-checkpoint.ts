@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { constants as C, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,6 +22,22 @@ import { TarWriter } from './tar-writer.js';
  * followed; sockets, FIFOs and devices are left out; hard links are stored as
  * separate copies.
  */
+
+/**
+ * The file or folder name under which a session's checkpoints are kept, for a
+ * session or checkpoint id of the control plane's choosing: one id, one name
+ * (ids that differ never share a folder) and never `.`, `..` or a path. The
+ * earlier mapping (unsafe characters to `_`) kept `..` as is, and closing
+ * session `..` removed the folder above the checkpoints: the runner's state
+ * directory. Letters, digits, `_` and `-` stay; every other byte becomes `.`
+ * and two hex digits; a name that would exceed 200 bytes is a hash.
+ */
+export function storageName(id: string): string {
+  const name = id.replace(/[^A-Za-z0-9_-]/g, (c) =>
+    [...Buffer.from(c, 'utf8')].map((b) => `.${b.toString(16).padStart(2, '0')}`).join(''),
+  );
+  return name.length <= 200 ? name : `h${createHash('sha256').update(id).digest('hex')}`;
+}
 
 /** Limits of a checkpoint and of a restore. */
 export interface CheckpointLimits {
