@@ -3,12 +3,12 @@ import { Header, Pax } from 'tar';
 /** One entry of an archive being built. */
 export interface TarEntry {
   path: string;
-  type: 'File' | 'Directory' | 'SymbolicLink';
+  type: 'File' | 'Directory' | 'SymbolicLink' | 'Link';
   mode: number;
   mtime: Date;
   /** File content (File only). */
   body?: Buffer;
-  /** Target (SymbolicLink only), stored as is and never followed. */
+  /** Target: a SymbolicLink's text, stored as is and never followed; a (hard) Link's archived path. */
   linkpath?: string;
 }
 

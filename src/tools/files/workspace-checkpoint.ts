@@ -19,8 +19,9 @@ import { TarWriter } from './tar-writer.js';
  * step here is fd-relative with O_NOFOLLOW, through {@link WorkspaceFs}, so a
  * swap can only redirect the runner to another place inside the same
  * workspace. Symlinks are stored as links and restored as links, never
- * followed; sockets, FIFOs and devices are left out; hard links are stored as
- * separate copies.
+ * followed; sockets, FIFOs and devices are left out; a file with several
+ * names in the workspace is stored once and its other names as hard links to
+ * it (a pnpm store would otherwise double on restore).
  */
 
 /**
@@ -80,6 +81,8 @@ export async function checkpointWorkspace(
   };
   let entries = 0;
   let bytes = 0;
+  /** First archived name of each file with several names, by dev:ino. */
+  const linked = new Map<string, string>();
   const count = (): void => {
     signal?.throwIfAborted();
     if (++entries > maxEntries) {
@@ -87,8 +90,21 @@ export async function checkpointWorkspace(
     }
   };
 
-  const addFile = async (handle: FileHandle, archived: string, st: { mode: number; mtime: Date; size: number }): Promise<void> => {
+  const addFile = async (
+    handle: FileHandle,
+    archived: string,
+    st: { mode: number; mtime: Date; size: number; nlink: number; dev: number; ino: number },
+  ): Promise<void> => {
     count();
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = linked.get(key);
+      if (first !== undefined) {
+        writer.add({ path: archived, type: 'Link', mode: st.mode, mtime: st.mtime, linkpath: first });
+        return;
+      }
+      linked.set(key, archived);
+    }
     if (bytes + st.size > limits.maxBytes) {
       throw limitError(
         `The workspace holds more than ${limits.maxBytes} bytes of files (${ws.display(archived)} is ${st.size} bytes, sparse?), the checkpoint limit; remove or shrink it and retry.`,
@@ -209,6 +225,8 @@ export async function restoreWorkspace(ws: WorkspaceFs, file: string, limits: Ch
       try {
         if (e.type === 'SymbolicLink') {
           await ws.createSymlink(parent.dir, parent.name, e.linkpath ?? '', shown);
+        } else if (e.type === 'Link') {
+          await linkTo(ws, entryPath(e.linkpath ?? ''), parent.dir, parent.name, shown);
         } else if (e.type === 'File' || e.type === 'OldFile' || e.type === 'ContiguousFile') {
           bytes += e.size;
           if (bytes > limits.maxBytes) throw limitError(`The checkpoint unpacks to more than ${limits.maxBytes} bytes, the workspace limit.`);
@@ -230,6 +248,29 @@ export async function restoreWorkspace(ws: WorkspaceFs, file: string, limits: Ch
     }
   } finally {
     await input.close();
+  }
+}
+
+/**
+ * Gives the file at workspace path `targetRel` the further name `name` in
+ * `dir`. Both ends are reached by the confined walk and link(2) follows no
+ * symlink in its last components, so the new name is always of a file inside
+ * the workspace.
+ */
+async function linkTo(ws: WorkspaceFs, targetRel: string, dir: FileHandle, name: string, shown: string): Promise<void> {
+  if (targetRel === '') throw new RunnerError('invalid_input', `The checkpoint links ${shown} to nothing; take a new checkpoint.`);
+  const target = await ws.parent(targetRel);
+  try {
+    await fsp.link(atDir(target.dir, target.name), atDir(dir, name));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new RunnerError('invalid_input', `${shown} already exists in the workspace; remove it first.`);
+    if (code === 'ENOENT' || code === 'EPERM') {
+      throw new RunnerError('invalid_input', `${shown} links to ${ws.display(targetRel)}, which is not a file in the workspace (any more); take a new checkpoint.`);
+    }
+    throw ioError(err, shown);
+  } finally {
+    await target.dir.close();
   }
 }
 

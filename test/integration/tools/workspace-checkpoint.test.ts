@@ -58,17 +58,19 @@ describe('checkpoint and restore of a live session workspace', () => {
     const empty = path.join(work, 'empty.tar');
     // An empty workspace checkpoints too (node-tar's pack refused an empty list).
     await checkpointWorkspace(await ws(), empty, limits);
-    await bash('mkdir -p src/deep/er && printf "a\\nb\\n" > src/deep/er/f.txt && chmod 750 src/deep && printf "#!/bin/sh\\n" > run.sh && chmod 755 run.sh && ln -s src/deep/er/f.txt link && ln -s /etc/passwd out && mkfifo pipe');
+    await bash('mkdir -p src/deep/er && printf "a\\nb\\n" > src/deep/er/f.txt && chmod 750 src/deep && printf "#!/bin/sh\\n" > run.sh && chmod 755 run.sh && ln -s src/deep/er/f.txt link && ln -s /etc/passwd out && mkfifo pipe && ln src/deep/er/f.txt hard');
     const file = path.join(work, 'round.tar');
     await checkpointWorkspace(await ws(), file, limits);
-    const before = await bash('find . -printf "%p %y %m %U %l\\n" | sort');
+    const before = await bash('find . -printf "%p %y %m %U %n %l\\n" | sort');
     await bash('rm -rf src && echo later > later.txt');
     await expect(restoreWorkspace(await ws(), path.join(work, 'nope.tar'), limits)).rejects.toThrow(/does not exist for this session/);
     expect(await bash('ls')).toContain('later.txt');
     await restoreWorkspace(await ws(), file, limits);
     // Everything but the FIFO, which a checkpoint leaves out.
-    expect(await bash('find . -printf "%p %y %m %U %l\\n" | sort')).toBe(before.split('\n').filter((l) => !l.startsWith('./pipe ')).join('\n'));
+    expect(await bash('find . -printf "%p %y %m %U %n %l\\n" | sort')).toBe(before.split('\n').filter((l) => !l.startsWith('./pipe ')).join('\n'));
     expect(await bash('cat link && ./run.sh && echo ran')).toBe('a\nb\nran');
+    // The file with two names is one file again (a copy would take its space twice).
+    expect(await bash('stat -c %i hard src/deep/er/f.txt | uniq | wc -l')).toBe('1');
     await restoreWorkspace(await ws(), empty, limits);
     expect(await bash('ls -A | wc -l')).toBe('0');
   });
