@@ -154,6 +154,26 @@ PY`);
     }
   });
 
+  it('an upload racing a directory swapped for a symlink to a host directory never writes there (race)', async () => {
+    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+    const host = await mkdtemp('/tmp/sr-upload-target-');
+    // The archive: up/f1 … up/f20, made by the sandbox's own tar.
+    const b64 = await bash('mkdir -p /tmp/arc/up && for i in $(seq 1 20); do echo x > /tmp/arc/up/f$i; done && tar -C /tmp/arc -cf - up | base64 -w0');
+    await bash(`(while :; do rm -rf up; mkdir up; rm -rf up; ln -s ${host} up; done) >/dev/null 2>&1 & echo $! > /tmp/upflip`);
+    const seen = new Set<string>();
+    try {
+      for (let i = 0; i < 200 || (!(seen.has('uploaded') && seen.has('refused')) && i < 5000); i++) {
+        const out = await callTool(filesTool, { action: 'upload', path: '/workspace', tar: b64 }, ctx());
+        seen.add(out.isError ? 'refused' : 'uploaded');
+        expect(await readdir(host)).toEqual([]);
+      }
+    } finally {
+      await bash('kill $(cat /tmp/upflip); wait 2>/dev/null; rm -rf up; true');
+      await rm(host, { recursive: true, force: true });
+    }
+    expect(seen.has('uploaded') && seen.has('refused')).toBe(true);
+  });
+
   it('an upload lands where bash sees it', async () => {
     await bash('mkdir -p /tmp/src/sub && echo payload > /tmp/src/sub/f.txt');
     // Made by the sandbox's own tar, so the archive is what a client would send.
