@@ -174,6 +174,27 @@ PY`);
     expect(seen.has('uploaded') && seen.has('refused')).toBe(true);
   });
 
+  it('a download racing a directory swapped for a symlink to a host directory never packs the host files (race)', async () => {
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const host = await mkdtemp('/tmp/sr-download-source-');
+    await writeFile(`${host}/secret`, 'HOST-CANARY-2');
+    await bash(`(while :; do rm -rf dl; mkdir dl; echo inside > dl/secret; rm -rf dl; ln -s ${host} dl; done) >/dev/null 2>&1 & echo $! > /tmp/dlflip`);
+    const seen = new Set<string>();
+    try {
+      for (let i = 0; i < 200 || (!(seen.has('inside') && seen.has('link')) && i < 5000); i++) {
+        const out = await callTool(filesTool, { action: 'download', path: '/workspace' }, ctx());
+        const tar = Buffer.from(Array.isArray(out.content) ? (out.content[1]?.text ?? '') : '', 'base64');
+        expect(tar.includes('HOST-CANARY-2')).toBe(false);
+        if (tar.includes('inside')) seen.add('inside');
+        if (tar.includes(host)) seen.add('link');
+      }
+    } finally {
+      await bash('kill $(cat /tmp/dlflip); wait 2>/dev/null; rm -rf dl; true');
+      await rm(host, { recursive: true, force: true });
+    }
+    expect(seen.has('inside') && seen.has('link')).toBe(true);
+  });
+
   it('an upload lands where bash sees it', async () => {
     await bash('mkdir -p /tmp/src/sub && echo payload > /tmp/src/sub/f.txt');
     // Made by the sandbox's own tar, so the archive is what a client would send.
