@@ -100,14 +100,19 @@ export class WorkspaceFs {
     /** Real host path of the workspace root. */
     readonly root: string,
     private readonly owner: { uid: number; gid: number },
+    private readonly dirMode: number | undefined,
   ) {}
 
-  /** Opens the workspace at host directory `hostDir` (symlinks in `hostDir` itself are the operator's). */
-  static async open(hostDir: string): Promise<WorkspaceFs> {
+  /**
+   * Opens the workspace at host directory `hostDir` (symlinks in `hostDir`
+   * itself are the operator's). `dirMode`: the mode of every directory made,
+   * set outright (the umask does not cut it).
+   */
+  static async open(hostDir: string, options: { dirMode?: number } = {}): Promise<WorkspaceFs> {
     const root = await fsp.realpath(hostDir);
     const st = await fsp.stat(root);
     if (!st.isDirectory()) throw new RunnerError('internal', `workspace ${root} is not a directory; recreate the session`);
-    return new WorkspaceFs(root, { uid: st.uid, gid: st.gid });
+    return new WorkspaceFs(root, { uid: st.uid, gid: st.gid }, options.dirMode);
   }
 
   /**
@@ -366,7 +371,10 @@ export class WorkspaceFs {
       }
       throw ioError(err, name);
     });
-    if (made) await this.chownNew(handle);
+    if (made) {
+      await this.chownNew(handle);
+      if (this.dirMode !== undefined) await handle.chmod(this.dirMode);
+    }
     return handle;
   }
 
