@@ -1,11 +1,12 @@
 import path from 'node:path';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import * as tar from 'tar';
 import { encodeOutputFrame, type ControlMessage, type MessageOf, type ToolResultMessage } from '../protocol/index.js';
 import type { CallJournal } from '../connection/call-journal.js';
 import type { RunnerConnection } from '../connection/runner-connection.js';
 import type { Executor } from '../executor/executor.js';
+import { checkpointWorkspace, restoreWorkspace, storageName } from '../tools/files/workspace-checkpoint.js';
+import { WorkspaceFs } from '../tools/workspace-path.js';
 import type { AuditSink } from '../executor/executor-options.js';
 import { describeError, isRunnerError, RunnerError } from '../util/errors.js';
 import type { CredentialSet } from '../credentials/index.js';
@@ -312,7 +313,7 @@ export class ControlPlaneHandler {
       } else if (msg.type === 'session.close') {
         const closed = await ex.closeSession(msg.sessionId);
         this.options.audit?.append({ type: 'session.close', sessionId: msg.sessionId });
-        await rm(path.join(this.options.checkpointDir, safeName(msg.sessionId)), { recursive: true, force: true });
+        await rm(path.join(this.options.checkpointDir, storageName(msg.sessionId)), { recursive: true, force: true });
         await (closed ? reply(true) : reply(false, { error: { code: 'unknown_session', message: `no open session ${msg.sessionId}` } }));
       } else if (msg.type === 'session.checkpoint') {
         const checkpointId = await this.checkpoint(msg.sessionId);
@@ -344,22 +345,16 @@ export class ControlPlaneHandler {
   /** A tar of the session's workspace, kept on the runner. */
   private async checkpoint(sessionId: string): Promise<string> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
-    const dir = path.join(this.options.checkpointDir, safeName(sessionId));
+    const dir = path.join(this.options.checkpointDir, storageName(sessionId));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const id = `ckpt_${randomBytes(8).toString('hex')}`;
-    const entries = await readdir(sandbox.workspaceDir);
-    await tar.c({ cwd: sandbox.workspaceDir, file: path.join(dir, `${id}.tar`), portable: true, follow: false }, entries.length ? entries : []);
+    await checkpointWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), path.join(dir, `${id}.tar`), { maxBytes: sandbox.limits.workspaceBytes });
     return id;
   }
 
   private async restore(sessionId: string, checkpointId: string): Promise<void> {
     const sandbox = await this.sessionOrThrow(sessionId).sandbox();
-    const file = path.join(this.options.checkpointDir, safeName(sessionId), `${safeName(checkpointId)}.tar`);
-    for (const e of await readdir(sandbox.workspaceDir)) await rm(path.join(sandbox.workspaceDir, e), { recursive: true, force: true });
-    await tar.x({ cwd: sandbox.workspaceDir, file, strict: true, preservePaths: false });
+    const file = path.join(this.options.checkpointDir, storageName(sessionId), `${storageName(checkpointId)}.tar`);
+    await restoreWorkspace(await WorkspaceFs.open(sandbox.workspaceDir), file, { maxBytes: sandbox.limits.workspaceBytes });
   }
-}
-
-function safeName(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }

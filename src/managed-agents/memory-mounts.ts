@@ -1,9 +1,11 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import { chmod, mkdir, open, opendir, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { noopLogger, type Logger } from '../util/logger.js';
-import { RunnerError, describeError } from '../util/errors.js';
+import { RunnerError, describeError, isRunnerError } from '../util/errors.js';
+import { atDir, MAX_WALK_DEPTH, readAtMost, WorkspaceFs } from '../tools/workspace-path.js';
 import { apiStatus } from './api-client.js';
 import type { HostMount } from './worker-host.js';
 
@@ -20,6 +22,8 @@ const MARKER = '.anthropic-memory-store';
 const MEMORY_BETA = 'agent-memory-2026-07-22';
 /** A local delete is pushed only when a later sync, this long after, still sees it gone. */
 const DELETE_CONFIRM_MS = 30_000;
+/** Largest local file read as a memory. */
+const MAX_MEMORY_BYTES = 100 * 1024;
 const sha256 = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex');
 
 interface Store extends MemoryStoreRef {
@@ -191,7 +195,7 @@ export class MemoryMounts {
       s.baseline.set(p, r.sha);
       this.stats.pulled++;
     } else {
-      await rm(this.#localPath(s, p), { force: true });
+      await this.#removeLocal(s, p);
       s.baseline.delete(p);
     }
   }
@@ -206,42 +210,112 @@ export class MemoryMounts {
     return out;
   }
 
-  #localPath(s: Store, p: string): string {
-    const full = path.resolve(s.hostDir, `.${path.posix.normalize(`/${p}`)}`);
-    if (!full.startsWith(s.hostDir + path.sep)) throw new RunnerError('invalid_input', `memory path ${p} leaves the store folder`);
-    return full;
+  /**
+   * A memory path as a path relative to the store's folder. The folder is
+   * bind-mounted read-write into a live sandbox, so every local read, write
+   * and delete below goes through WorkspaceFs (fd-relative, O_NOFOLLOW): with
+   * plain paths, a folder or file swapped for a symlink by sandboxed code
+   * between a check and a use made the runner (root) read any host file into
+   * the store, or write and chmod 0777 through it.
+   */
+  #rel(p: string): string {
+    const rel = path.posix.normalize(`/${p}`).replace(/^\/+/, '').replace(/\/+$/, '');
+    if (rel === '' || rel === '..' || rel.startsWith('../')) throw new RunnerError('invalid_input', `memory path ${p} leaves the store folder`);
+    return rel;
+  }
+
+  #fs(s: Store): Promise<WorkspaceFs> {
+    // Folders the sandbox's own uid may add to, whatever the runner's umask.
+    return WorkspaceFs.open(s.hostDir, { dirMode: 0o777 });
+  }
+
+  async #removeLocal(s: Store, p: string): Promise<void> {
+    const ws = await this.#fs(s);
+    const parent = await ws.parent(this.#rel(p)).catch((err: unknown) => {
+      if (isRunnerError(err, 'invalid_input')) return undefined; // its folder is gone or not one: nothing to remove
+      throw err;
+    });
+    if (!parent) return;
+    try {
+      await unlink(atDir(parent.dir, parent.name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    } finally {
+      await parent.dir.close();
+    }
   }
 
   async #writeLocal(s: Store, p: string, content: string): Promise<void> {
-    const full = this.#localPath(s, p);
-    const made = await mkdir(path.dirname(full), { recursive: true, mode: 0o777 });
-    // Folders and files the sandbox's own uid may edit, whatever the runner's umask.
-    for (let d = made ? path.dirname(full) : undefined; d && d.startsWith(s.hostDir + path.sep); d = path.dirname(d)) await chmod(d, 0o777);
-    const tmp = `${full}.sr-tmp`;
-    await writeFile(tmp, content, { mode: 0o666 });
-    await chmod(tmp, 0o666);
-    await rename(tmp, full);
+    const ws = await this.#fs(s);
+    const parent = await ws.parent(this.#rel(p), { create: true });
+    try {
+      const tmp = `${parent.name}.sr-tmp`;
+      await unlink(atDir(parent.dir, tmp)).catch(() => undefined);
+      const handle = await ws.openForWrite(parent.dir, tmp, 0o666, p);
+      try {
+        await handle.writeFile(content);
+        await handle.chmod(0o666);
+      } finally {
+        await handle.close();
+      }
+      // rename(2) replaces whatever is at the name (a symlink included) and follows nothing.
+      await rename(atDir(parent.dir, tmp), atDir(parent.dir, parent.name));
+    } finally {
+      await parent.dir.close();
+    }
   }
 
-  /** Regular files only: a symlink made by the agent is never followed out of the folder. */
+  /** Regular files only (up to 100 KiB): a symlink made by the agent is never followed, not even one swapped in mid-walk. */
   async #readLocal(s: Store): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const walk = async (dir: string, rel: string): Promise<void> => {
-      for (const name of await readdir(dir)) {
-        if (rel === '' && name === MARKER) continue;
-        const full = path.join(dir, name);
-        const st = await lstat(full);
-        if (st.isDirectory()) await walk(full, `${rel}/${name}`);
-        else if (st.isFile() && st.size <= 100 * 1024) out.set(`${rel}/${name}`, await readFile(full, 'utf8'));
+    const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
+      if (depth > MAX_WALK_DEPTH) return;
+      const listing = await opendir(`/proc/self/fd/${dir.fd}`);
+      try {
+        for await (const entry of listing) {
+          const name = entry.name;
+          if (rel === '' && name === MARKER) continue;
+          const child = await open(atDir(dir, name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch(() => undefined);
+          if (!child) continue; // a symlink (ELOOP), a socket, or gone
+          try {
+            const st = await child.stat();
+            if (st.isDirectory()) await walk(child, `${rel}/${name}`, depth + 1);
+            else if (st.isFile() && st.size <= MAX_MEMORY_BYTES) {
+              const { data, more } = await readAtMost(child, MAX_MEMORY_BYTES);
+              if (!more) out.set(`${rel}/${name}`, data.toString('utf8'));
+            }
+          } finally {
+            await child.close();
+          }
+        }
+      } finally {
+        await listing.close().catch(() => undefined);
       }
     };
-    await walk(s.hostDir, '');
+    const root = await (await this.#fs(s)).openRoot();
+    try {
+      await walk(root, '', 1);
+    } finally {
+      await root.close();
+    }
     return out;
   }
 
   async #markerOk(s: Store): Promise<boolean> {
-    const st = await lstat(path.join(s.hostDir, MARKER)).catch(() => undefined);
-    if (!st?.isFile()) return false;
-    return (await readFile(path.join(s.hostDir, MARKER), 'utf8')).trim() === sha256(`version 1\n${s.id}`);
+    const root = await (await this.#fs(s)).openRoot();
+    try {
+      const marker = await open(atDir(root, MARKER), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch(() => undefined);
+      if (!marker) return false;
+      try {
+        if (!(await marker.stat()).isFile()) return false;
+        const { data } = await readAtMost(marker, 1024);
+        return data.toString('utf8').trim() === sha256(`version 1\n${s.id}`);
+      } finally {
+        await marker.close();
+      }
+    } finally {
+      await root.close();
+    }
   }
+
 }

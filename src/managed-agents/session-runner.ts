@@ -154,12 +154,11 @@ export class SessionRunner {
     } finally {
       this.#phase = 'ending';
       this.#lease.ended.removeEventListener('abort', onLease);
-      if (memory) {
-        // The final sync only on a clean end; a lost lease means someone else may hold the stores now.
-        if (end !== 'lease_lost' && end !== 'failed') await memory.finalSync().catch((err) => this.#log.warn({ err: describeError(err) }, 'final memory sync failed'));
-        await memory.unmount();
-      }
+      // The final sync only on a clean end; a lost lease means someone else may hold the stores now.
+      if (memory && end !== 'lease_lost' && end !== 'failed') await memory.finalSync().catch((err) => this.#log.warn({ err: describeError(err) }, 'final memory sync failed'));
       await session?.dispose().catch((err: unknown) => this.#log.warn({ err: describeError(err) }, 'disposing the session sandbox failed'));
+      // Only once the sandbox is gone: a recursive rm by path is safe only with no process left to swap a folder for a symlink.
+      await memory?.unmount();
       await this.#lease.release();
     }
   }

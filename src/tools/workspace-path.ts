@@ -21,6 +21,30 @@ import { textOutcome, type ToolOutcome } from './tool.js';
 export const SANDBOX_WORKSPACE = '/workspace';
 
 const MAX_SYMLINK_HOPS = 40;
+/**
+ * Directories opened while resolving one path, all hops together. A symlink
+ * sends the walk back to the root, so without a bound sandboxed code could
+ * plant chains of links into deep trees that cost the runner hundreds of
+ * thousands of opens for one path (130 s for one `view`, measured), with no
+ * way to cancel them.
+ */
+const MAX_RESOLVE_STEPS = 4096;
+/** Longest tool path accepted: Linux's PATH_MAX, what a process in the sandbox can name at all. */
+const MAX_PATH_BYTES = 4096;
+
+/** What one path's resolution may still spend (shared by all its hops, as the kernel counts links). */
+interface ResolveBudget {
+  hops: number;
+  steps: number;
+}
+
+/**
+ * Directory levels a walk of the whole tree (download, checkpoint) descends at
+ * most: each level below holds an fd open, and the runner's fds are shared by
+ * every session, while a tree thousands of levels deep is cheap for sandboxed
+ * code to make.
+ */
+export const MAX_WALK_DEPTH = 256;
 const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 // O_NONBLOCK: opening a FIFO planted by sandboxed code must not hang the runner.
 const READ_FLAGS = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
@@ -54,6 +78,14 @@ function invalid(message: string): RunnerError {
   return new RunnerError('invalid_input', message);
 }
 
+function tooManyLinks(shown: string): RunnerError {
+  return invalid(`The path ${shown} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
+}
+
+function changing(shown: string): RunnerError {
+  return invalid(`The path ${shown} changed while it was being resolved (a process in the sandbox is changing it); retry when it is stable.`);
+}
+
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -68,14 +100,19 @@ export class WorkspaceFs {
     /** Real host path of the workspace root. */
     readonly root: string,
     private readonly owner: { uid: number; gid: number },
+    private readonly dirMode: number | undefined,
   ) {}
 
-  /** Opens the workspace at host directory `hostDir` (symlinks in `hostDir` itself are the operator's). */
-  static async open(hostDir: string): Promise<WorkspaceFs> {
+  /**
+   * Opens the workspace at host directory `hostDir` (symlinks in `hostDir`
+   * itself are the operator's). `dirMode`: the mode of every directory made,
+   * set outright (the umask does not cut it).
+   */
+  static async open(hostDir: string, options: { dirMode?: number } = {}): Promise<WorkspaceFs> {
     const root = await fsp.realpath(hostDir);
     const st = await fsp.stat(root);
     if (!st.isDirectory()) throw new RunnerError('internal', `workspace ${root} is not a directory; recreate the session`);
-    return new WorkspaceFs(root, { uid: st.uid, gid: st.gid });
+    return new WorkspaceFs(root, { uid: st.uid, gid: st.gid }, options.dirMode);
   }
 
   /**
@@ -85,6 +122,7 @@ export class WorkspaceFs {
    */
   relative(input: string): string {
     if (input.includes('\0')) throw invalid('The path contains a NUL byte; give a plain path inside /workspace.');
+    if (Buffer.byteLength(input) > MAX_PATH_BYTES) throw invalid(`The path is longer than ${MAX_PATH_BYTES} bytes; give a shorter path inside ${SANDBOX_WORKSPACE}.`);
     let p = input;
     if (p.startsWith('/')) {
       const norm = path.posix.normalize(p);
@@ -129,9 +167,9 @@ export class WorkspaceFs {
    * missing directories when `create` is set. Symlinked components are
    * followed by hand when they point inside the workspace.
    */
-  async parent(rel: string, options: { create?: boolean } = {}): Promise<ParentEntry> {
+  async parent(rel: string, options: { create?: boolean } = {}, budget: ResolveBudget = { hops: 0, steps: 0 }): Promise<ParentEntry> {
     let current = rel;
-    for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    for (;;) {
       const parts = current === '' ? [] : current.split('/');
       const name = parts.pop() ?? '';
       let dir = await this.openRoot();
@@ -139,6 +177,9 @@ export class WorkspaceFs {
       try {
         for (let i = 0; i < parts.length; i++) {
           const part = parts[i] as string;
+          if (++budget.steps > MAX_RESOLVE_STEPS) {
+            throw invalid(`The path ${this.display(rel)} takes more than ${MAX_RESOLVE_STEPS} directory steps to resolve (deep trees, links); give the real, shorter path.`);
+          }
           const next = await this.stepDir(dir, part, parts.slice(0, i + 1).join('/'), options.create === true);
           if (typeof next === 'string') {
             restart = joinRel(next, [...parts.slice(i + 1), name].join('/'));
@@ -154,8 +195,8 @@ export class WorkspaceFs {
       if (restart === undefined) return { rel: current, dirRel: parts.join('/'), dir, name };
       await dir.close();
       current = restart;
+      if (++budget.hops > MAX_SYMLINK_HOPS) throw tooManyLinks(this.display(rel));
     }
-    throw invalid(`The path ${this.display(rel)} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
   }
 
   /**
@@ -165,14 +206,15 @@ export class WorkspaceFs {
   async openExisting(rel: string, options: { write?: boolean } = {}): Promise<OpenedEntry> {
     const flags = options.write === true ? C.O_RDWR | C.O_NOFOLLOW | C.O_NONBLOCK : READ_FLAGS;
     let current = rel;
-    for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    const budget: ResolveBudget = { hops: 0, steps: 0 };
+    for (;;) {
       if (current === '') {
         if (options.write === true) {
           throw invalid(`The path ${this.display(rel)} is a directory and only the \`view\` command can be used on directories.`);
         }
         return this.describe('', await this.openRoot());
       }
-      const { rel: entryRel, dirRel, dir, name } = await this.parent(current);
+      const { rel: entryRel, dirRel, dir, name } = await this.parent(current, {}, budget);
       try {
         let handle: FileHandle;
         try {
@@ -182,6 +224,7 @@ export class WorkspaceFs {
           if (code === 'ENOENT') throw invalid(`The path ${this.display(rel)} does not exist. Please provide a valid path.`);
           if (code === 'ELOOP') {
             current = await this.followLink(dir, name, dirRel);
+            if (++budget.hops > MAX_SYMLINK_HOPS) throw tooManyLinks(this.display(rel));
             continue;
           }
           if (code === 'EISDIR') {
@@ -195,7 +238,6 @@ export class WorkspaceFs {
         await dir.close();
       }
     }
-    throw invalid(`The path ${this.display(rel)} goes through more than ${MAX_SYMLINK_HOPS} symbolic links; give the real path.`);
   }
 
   /**
@@ -245,6 +287,55 @@ export class WorkspaceFs {
     }
   }
 
+  /**
+   * Opens regular file `name` in `dir` for writing from its start: a new file
+   * (owned like the root, mode `mode`) or an existing regular file emptied;
+   * never through a symlink, never into anything else. Caller closes it.
+   */
+  async openForWrite(dir: FileHandle, name: string, mode: number, shown: string): Promise<FileHandle> {
+    try {
+      const handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
+      await this.chownNew(handle).catch(async (err: unknown) => {
+        await handle.close();
+        throw ioError(err, shown);
+      });
+      return handle;
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') throw isRunnerError(err) ? err : ioError(err, shown);
+    }
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ELOOP') throw invalid(`${shown} is a symbolic link in the workspace; remove it first, files are never written through links.`);
+      if (code === 'EISDIR') throw invalid(`${shown} is a directory in the workspace; remove it first or choose another path.`);
+      if (code === 'ENXIO') throw invalid(`${shown} is a FIFO or socket in the workspace; remove it first.`);
+      throw ioError(err, shown);
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw invalid(`${shown} is not a regular file in the workspace; remove it first.`);
+      await handle.truncate(0);
+      await handle.chmod(mode);
+      return handle;
+    } catch (err) {
+      await handle.close();
+      throw isRunnerError(err) ? err : ioError(err, shown);
+    }
+  }
+
+  /** Creates symlink `name` -> `target` in `dir`, owned like the root; the runner never follows it. */
+  async createSymlink(dir: FileHandle, name: string, target: string, shown: string): Promise<void> {
+    try {
+      await fsp.symlink(target, atDir(dir, name));
+      // lchown: the last component is not followed, whatever sandboxed code put there since.
+      if (process.getuid?.() === 0) await fsp.lchown(atDir(dir, name), this.owner.uid, this.owner.gid);
+    } catch (err) {
+      if (errno(err) === 'EEXIST') throw invalid(`${shown} already exists in the workspace; remove it first.`);
+      throw ioError(err, shown);
+    }
+  }
+
   /** Opens directory `rel`, creating it and its parents when `create` is set. */
   async openDir(rel: string, options: { create?: boolean } = {}): Promise<{ rel: string; dir: FileHandle }> {
     if (rel === '') return { rel, dir: await this.openRoot() };
@@ -280,7 +371,10 @@ export class WorkspaceFs {
       }
       throw ioError(err, name);
     });
-    if (made) await this.chownNew(handle);
+    if (made) {
+      await this.chownNew(handle);
+      if (this.dirMode !== undefined) await handle.chmod(this.dirMode);
+    }
     return handle;
   }
 
@@ -310,7 +404,9 @@ export class WorkspaceFs {
         throw invalid(`The directory ${this.display(relSoFar)} does not exist. Please provide a valid path.`);
       }
       if (code === 'ELOOP' || code === 'ENOTDIR') {
-        const st = await fsp.lstat(atDir(dir, part));
+        const st = await fsp.lstat(atDir(dir, part)).catch((e: unknown) => {
+          throw errno(e) === 'ENOENT' ? changing(this.display(relSoFar)) : ioError(e, this.display(relSoFar));
+        });
         if (st.isSymbolicLink()) return this.followLink(dir, part, parentOf(relSoFar));
         throw invalid(`The path ${this.display(relSoFar)} is a file, not a directory; give a path through directories.`);
       }
@@ -321,7 +417,11 @@ export class WorkspaceFs {
   /** Reads symlink `name` in `dir` (at `dirRel`) and returns its target as a workspace path, or refuses. */
   private async followLink(dir: FileHandle, name: string, dirRel: string): Promise<string> {
     const linkRel = joinRel(dirRel, name);
-    const target = await fsp.readlink(atDir(dir, name));
+    const target = await fsp.readlink(atDir(dir, name)).catch((err: unknown) => {
+      // No longer a link (EINVAL) or gone: sandboxed code changed it since the open that met the link.
+      if (errno(err) === 'EINVAL' || errno(err) === 'ENOENT') throw changing(this.display(linkRel));
+      throw ioError(err, this.display(linkRel));
+    });
     const outside = (): RunnerError =>
       invalid(
         `The path ${this.display(linkRel)} is a symbolic link to ${target}, outside the workspace; tools do not follow it. Give a path inside ${SANDBOX_WORKSPACE}.`,
@@ -349,6 +449,27 @@ function joinRel(a: string, b: string): string {
 function parentOf(rel: string): string {
   const i = rel.lastIndexOf('/');
   return i < 0 ? '' : rel.slice(0, i);
+}
+
+/**
+ * Reads an opened file from its start, but never more than `limit` bytes
+ * (`more` says there was more). A size checked with stat is no bound on what
+ * a read returns: sandboxed code can grow a file between the two, for free
+ * with a sparse one, and readFile() allocates whatever fstat says then.
+ */
+export async function readAtMost(handle: FileHandle, limit: number): Promise<{ data: Buffer; more: boolean }> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const want = Math.min(64 * 1024, limit + 1 - total);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await handle.read(buf, 0, want, total);
+    if (bytesRead === 0) break;
+    chunks.push(buf.subarray(0, bytesRead));
+    total += bytesRead;
+    if (total > limit) return { data: Buffer.alloc(0), more: true };
+  }
+  return { data: Buffer.concat(chunks, total), more: false };
 }
 
 /** An unexpected filesystem error, as a RunnerError saying which path. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BwrapDriver } from '../../src/sandbox/bwrap/bwrap-driver.js';
 import { DockerDriver } from '../../src/sandbox/docker/docker-driver.js';
-import type { OutputStream, Sandbox, SandboxLimits } from '../../src/sandbox/driver.js';
+import type { OutputStream, Sandbox, SandboxLimits, SandboxMount } from '../../src/sandbox/driver.js';
 import { DEFAULT_LIMITS } from '../../src/sandbox/driver.js';
 import type { IsolatePool } from '../../src/sandbox/isolate/isolate-pool.js';
 import type { SessionState, ToolContext, ToolDefinition, ToolOutcome } from '../../src/tools/tool.js';
@@ -101,7 +101,7 @@ export interface TestBwrap {
 let bwrapCounter = 0;
 
 /** Creates a real bubblewrap sandbox for tool tests; `dispose` removes it and its cgroups. */
-export async function bwrapSandbox(limits: Partial<SandboxLimits> = {}): Promise<TestBwrap> {
+export async function bwrapSandbox(limits: Partial<SandboxLimits> = {}, extra: { mounts?: SandboxMount[] } = {}): Promise<TestBwrap> {
   const work = await mkdtemp(path.join(tmpdir(), 'sr-tools-'));
   // Sandboxes run as their own host uid: the way down to their workspaces must be traversable.
   await chmod(work, 0o711);
@@ -116,6 +116,7 @@ export async function bwrapSandbox(limits: Partial<SandboxLimits> = {}): Promise
     limits: { ...DEFAULT_LIMITS, wallTimeMs: 60_000, memoryBytes: 256 * 1024 * 1024, ...limits },
     network: { mode: 'none' },
     env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace', LANG: 'C.UTF-8' },
+    ...(extra.mounts ? { mounts: extra.mounts } : {}),
   });
   return {
     sandbox,

@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { RunnerError } from '../../util/errors.js';
-import { ioError, type WorkspaceFs } from '../workspace-path.js';
+import { ioError, readAtMost, type WorkspaceFs } from '../workspace-path.js';
 import {
   catOutput,
   countOccurrences,
@@ -37,9 +37,12 @@ async function readText(ws: WorkspaceFs, handle: FileHandle, rel: string, size: 
       `The file ${shown} is ${size} bytes, more than the editor's limit of ${limits.maxFileBytes}; use bash (head, sed -n, grep -n) to work on it.`,
     );
   }
-  const buf = await handle.readFile().catch((err: unknown) => {
+  const { data: buf, more } = await readAtMost(handle, limits.maxFileBytes).catch((err: unknown) => {
     throw ioError(err, shown);
   });
+  if (more) {
+    throw invalid(`The file ${shown} is more than the editor's limit of ${limits.maxFileBytes} bytes; use bash (head, sed -n, grep -n) to work on it.`);
+  }
   if (buf.includes(0)) {
     throw invalid(`The file ${shown} looks binary (it contains NUL bytes); the editor handles text only, use bash (xxd, file) instead.`);
   }

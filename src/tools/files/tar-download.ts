@@ -1,7 +1,7 @@
 import { constants as C, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { RunnerError } from '../../util/errors.js';
-import { atDir, ioError, type WorkspaceFs } from '../workspace-path.js';
+import { atDir, ioError, MAX_WALK_DEPTH, readAtMost, type WorkspaceFs } from '../workspace-path.js';
 import { TarWriter } from './tar-writer.js';
 
 /** Limits of one download. */
@@ -39,35 +39,42 @@ export async function packDownload(ws: WorkspaceFs, path: string, limits: Downlo
   const writer = new TarWriter();
   const result: DownloadResult = { shown, archive: Buffer.alloc(0), files: 0, directories: 0, symlinks: 0, skipped: 0 };
   let entries = 0;
+  const tooMany = (): RunnerError =>
+    new RunnerError(
+      'limit_exceeded',
+      `${shown} holds more than ${limits.maxEntries} entries, the download limit; download a subdirectory, or pack it with bash (tar czf) and download that file.`,
+    );
   const count = (): void => {
     signal.throwIfAborted();
-    if (++entries > limits.maxEntries) {
-      throw new RunnerError(
-        'limit_exceeded',
-        `${shown} holds more than ${limits.maxEntries} entries, the download limit; download a subdirectory, or pack it with bash (tar czf) and download that file.`,
-      );
-    }
+    if (++entries > limits.maxEntries) throw tooMany();
   };
+  const tooLarge = (): RunnerError =>
+    new RunnerError(
+      'limit_exceeded',
+      `${shown} is larger than ${limits.maxBytes} bytes, the download limit; download a subdirectory, or compress it with bash (tar czf) first.`,
+    );
   const checkSize = (extra: number): void => {
-    if (writer.size + extra > limits.maxBytes) {
-      throw new RunnerError(
-        'limit_exceeded',
-        `${shown} is larger than ${limits.maxBytes} bytes, the download limit; download a subdirectory, or compress it with bash (tar czf) first.`,
-      );
-    }
+    if (writer.size + extra > limits.maxBytes) throw tooLarge();
   };
 
   const addFile = async (handle: FileHandle, name: string, mode: number, mtime: Date, size: number): Promise<void> => {
     count();
     checkSize(size + 1024);
-    const body = await handle.readFile();
+    const { data: body, more } = await readAtMost(handle, Math.max(0, limits.maxBytes - writer.size - 1024));
+    if (more) throw tooLarge();
     checkSize(body.length + 1024);
     writer.add({ path: name, type: 'File', mode, mtime, body });
     result.files++;
   };
 
-  const walk = async (dir: FileHandle, prefix: string): Promise<void> => {
-    const names = (await fsp.readdir(`/proc/self/fd/${dir.fd}`)).sort();
+  const walk = async (dir: FileHandle, prefix: string, depth: number): Promise<void> => {
+    if (depth > MAX_WALK_DEPTH) {
+      throw new RunnerError(
+        'limit_exceeded',
+        `${shown} is more than ${MAX_WALK_DEPTH} directories deep, the download limit; download a subdirectory, or pack it with bash (tar czf) and download that file.`,
+      );
+    }
+    const names = await listNames(dir, limits.maxEntries - entries, tooMany);
     for (const name of names) {
       const archived = prefix === '' ? name : `${prefix}/${name}`;
       let child: FileHandle;
@@ -95,7 +102,7 @@ export async function packDownload(ws: WorkspaceFs, path: string, limits: Downlo
           count();
           writer.add({ path: archived, type: 'Directory', mode: st.mode, mtime: st.mtime });
           result.directories++;
-          await walk(child, archived);
+          await walk(child, archived, depth + 1);
         } else if (st.isFile()) {
           await addFile(child, archived, st.mode, st.mtime, st.size);
         } else {
@@ -113,7 +120,7 @@ export async function packDownload(ws: WorkspaceFs, path: string, limits: Downlo
       const name = entry.rel.split('/').pop() ?? 'file';
       await addFile(entry.handle, name, st.mode, st.mtime, st.size);
     } else if (entry.kind === 'directory') {
-      await walk(entry.handle, '');
+      await walk(entry.handle, '', 1);
     } else {
       throw new RunnerError('invalid_input', `The path ${shown} is not a regular file or directory; only files and directories can be downloaded.`);
     }
@@ -122,4 +129,22 @@ export async function packDownload(ws: WorkspaceFs, path: string, limits: Downlo
   }
   result.archive = writer.finish();
   return result;
+}
+
+/**
+ * The names in `dir`, sorted; read as a stream so a directory of millions of
+ * entries costs at most `room` + 1 names before it is refused.
+ */
+async function listNames(dir: FileHandle, room: number, tooMany: () => Error): Promise<string[]> {
+  const names: string[] = [];
+  const listing = await fsp.opendir(`/proc/self/fd/${dir.fd}`);
+  try {
+    for await (const dirent of listing) {
+      names.push(dirent.name);
+      if (names.length > room) throw tooMany();
+    }
+  } finally {
+    await listing.close().catch(() => undefined);
+  }
+  return names.sort();
 }

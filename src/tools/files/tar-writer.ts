@@ -3,12 +3,12 @@ import { Header, Pax } from 'tar';
 /** One entry of an archive being built. */
 export interface TarEntry {
   path: string;
-  type: 'File' | 'Directory' | 'SymbolicLink';
+  type: 'File' | 'Directory' | 'SymbolicLink' | 'Link';
   mode: number;
   mtime: Date;
   /** File content (File only). */
   body?: Buffer;
-  /** Target (SymbolicLink only), stored as is and never followed. */
+  /** Target: a SymbolicLink's text, stored as is and never followed; a (hard) Link's archived path. */
   linkpath?: string;
 }
 
@@ -30,6 +30,41 @@ export class TarWriter {
 
   add(entry: TarEntry): void {
     const size = entry.type === 'File' ? (entry.body?.length ?? 0) : 0;
+    this.header(entry, size);
+    if (size > 0 && entry.body) {
+      this.push(entry.body);
+      this.pad(size);
+    }
+  }
+
+  /**
+   * Starts a file of exactly `size` bytes whose body the caller then appends
+   * with {@link body} and ends with {@link pad} (a checkpoint streams bodies
+   * to disk instead of holding them).
+   */
+  fileHeader(entry: Omit<TarEntry, 'type' | 'body' | 'linkpath'>, size: number): void {
+    this.header({ ...entry, type: 'File' }, size);
+  }
+
+  /** Appends body bytes of the file started last. */
+  body(chunk: Buffer): void {
+    this.push(chunk);
+  }
+
+  /** Pads the body of a `size`-byte file to a whole block. */
+  pad(size: number): void {
+    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    if (pad > 0) this.push(Buffer.alloc(pad));
+  }
+
+  /** Bytes added since the last take, handed over and dropped from memory. */
+  take(): Buffer {
+    const out = Buffer.concat(this.chunks);
+    this.chunks.length = 0;
+    return out;
+  }
+
+  private header(entry: TarEntry, size: number): void {
     const data = {
       path: entry.type === 'Directory' && !entry.path.endsWith('/') ? `${entry.path}/` : entry.path,
       mode: entry.mode & 0o7777,
@@ -47,14 +82,9 @@ export class TarWriter {
       this.push(new Pax({ path: data.path, mtime: data.mtime, size, ...(entry.linkpath === undefined ? {} : { linkpath: entry.linkpath }) }).encode());
     }
     this.push(block);
-    if (size > 0 && entry.body) {
-      this.push(entry.body);
-      const pad = (BLOCK - (size % BLOCK)) % BLOCK;
-      if (pad > 0) this.push(Buffer.alloc(pad));
-    }
   }
 
-  /** The finished archive (two zero blocks end it). */
+  /** The finished archive, or the part of it not taken yet (two zero blocks end it). */
   finish(): Buffer {
     this.push(Buffer.alloc(BLOCK * 2));
     return Buffer.concat(this.chunks);

@@ -36,6 +36,28 @@ describe('exec in a real bwrap sandbox', () => {
     expect(text).toBe('exit code 0\n--- stdout ---\nfrom stdin\nhi\n/workspace/sub\n--- stderr ---\n');
   });
 
+  it('cwd resolves inside the sandbox: .., absolute paths and workspace symlinks never reach the host', async () => {
+    // A folder only the host has: the runner must not chdir there for the call, nor show it.
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const hostDir = await mkdtemp('/tmp/sr-host-only-');
+    try {
+      await writeFile(`${hostDir}/host-canary`, 'host');
+      await exec({ argv: ['ln', '-sfn', hostDir, 'to-host'] });
+      for (const cwd of [hostDir, 'to-host', `../..${hostDir}`]) {
+        const out = await exec({ argv: ['/bin/sh', '-c', 'pwd; ls'], cwd });
+        expect(out.isError).toBe(true);
+        expect(JSON.stringify(out.content)).not.toContain('host-canary');
+      }
+      // `..` climbs the sandbox's own tree, never the host's: the sandbox's root is the image.
+      const [up] = blocks(await exec({ argv: ['/bin/sh', '-c', 'pwd; ls'], cwd: '../../..' }));
+      expect(up).toMatch(/^exit code 0\n--- stdout ---\n\/\n/);
+      expect(up).toContain('workspace');
+    } finally {
+      await exec({ argv: ['rm', '-f', 'to-host'] });
+      await rm(hostDir, { recursive: true, force: true });
+    }
+  });
+
   it('reports a non-zero exit code as an error result', async () => {
     const out = await exec({ argv: ['/bin/sh', '-c', 'echo nope >&2; exit 3'] });
     expect(out).toMatchObject({ status: 'completed', isError: true });

@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { Header, Parser, type ReadEntry } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFilesTool, filesTool, TarWriter } from '../../../src/tools/files/index.js';
+import { storageName } from '../../../src/tools/files/workspace-checkpoint.js';
 import type { ToolOutcome } from '../../../src/tools/tool.js';
 import { callTool, hostWorkspace, makeToolContext, outcomeText, type TestToolContext } from '../../helpers/tool-context.js';
 
@@ -159,5 +160,18 @@ describe('download', () => {
     expect(outcomeText(await callTool(small, { action: 'download', path: 'big.bin' }, ctx))).toBe(
       '/workspace/big.bin is larger than 4096 bytes, the download limit; download a subdirectory, or compress it with bash (tar czf) first.',
     );
+  });
+});
+
+describe('checkpoint storage names', () => {
+  it('are never . or .. or a path, and differ for different ids', () => {
+    const ids = ['..', '.', '../x', 'a/b', 'a_b', 'a.b', 'a.2eb', 'sess_1', 'x'.repeat(200), 'é'.repeat(100), '.'.repeat(200)];
+    const names = ids.map(storageName);
+    for (const n of names) {
+      expect(n).toMatch(/^[A-Za-z0-9_.-]{1,200}$/);
+      expect(['.', '..']).not.toContain(n);
+    }
+    expect(new Set(names).size).toBe(ids.length);
+    expect(storageName('sess_1')).toBe('sess_1');
   });
 });
