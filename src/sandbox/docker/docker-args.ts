@@ -42,6 +42,11 @@ export function containerRunArgs(input: ContainerArgsInput): string[] {
   a.push('--network', 'none');
   a.push('--user', '1000:1000', '--hostname', 'sandbox', '--workdir', '/workspace');
   a.push('--ipc', 'private');
+  // PID 1 runs as the sandbox user, so a command can write to /proc/1/fd/1:
+  // with the engine's json-file default that lands, unbounded and JSON-escaped
+  // (6x for a NUL), in a host file outside every limit, secrets included, kept
+  // until the container is removed. Command output travels over exec streams.
+  a.push('--log-driver', 'none');
   if (input.runtime) a.push('--runtime', input.runtime);
   a.push('--mount', `type=bind,source=${input.workspaceDir},target=/workspace`);
   for (const [host, inside] of input.roBinds) a.push('--mount', `type=bind,source=${host},target=${inside},readonly`);
