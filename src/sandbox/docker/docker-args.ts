@@ -19,6 +19,8 @@ export interface ContainerArgsInput {
   binds?: Array<[string, string]>;
   /** OCI runtime, e.g. `runsc` (gVisor); default the engine's. */
   runtime?: string;
+  /** The container user's uid and gid: the sandbox's own host uid (no user-namespace remap). */
+  uid: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export function containerRunArgs(input: ContainerArgsInput): string[] {
   a.push('--memory', mem, '--memory-swap', mem);
   a.push('--cpus', String(l.cpus));
   a.push('--network', 'none');
-  a.push('--user', '1000:1000', '--hostname', 'sandbox', '--workdir', '/workspace');
+  a.push('--user', `${input.uid}:${input.uid}`, '--hostname', 'sandbox', '--workdir', '/workspace');
   a.push('--ipc', 'private');
   // PID 1 runs as the sandbox user, so a command can write to /proc/1/fd/1:
   // with the engine's json-file default that lands, unbounded and JSON-escaped

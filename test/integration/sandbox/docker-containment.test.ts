@@ -46,4 +46,42 @@ describe('docker containment', () => {
     const logs = await execa('docker', ['logs', a.containerId], { reject: false });
     expect(`${logs.stdout}${logs.stderr}`).not.toContain('sk-dc-4471');
   });
+
+  it('runs each sandbox as a host uid of its own, no host account, owning its workspace', async () => {
+    const [ua, ub] = await Promise.all([sh(a, 'id -u; id -g'), sh(b, 'id -u; id -g')]);
+    const [uidA, gidA] = ua.out.split('\n').map(Number);
+    const [uidB] = ub.out.split('\n').map(Number);
+    expect(gidA).toBe(uidA);
+    expect(uidA).not.toBe(uidB);
+    // The engine does not remap users: the uid inside is the uid on the host.
+    const pid = Number((await execa('docker', ['inspect', '--format', '{{.State.Pid}}', a.containerId])).stdout.trim());
+    expect((await readFile(`/proc/${pid}/status`, 'utf8')).match(/^Uid:\s+(\d+)/m)?.[1]).toBe(String(uidA));
+    for (const uid of [uidA, uidB]) {
+      expect(uid).toBeGreaterThan(65535);
+      expect((await execa('getent', ['passwd', String(uid)], { reject: false })).exitCode).toBe(2);
+    }
+    expect((await stat(a.workspaceDir)).uid).toBe(uidA);
+    expect((await stat(b.workspaceDir)).uid).toBe(uidB);
+  });
+
+  it("one sandbox using up a per-uid kernel budget (inotify instances) leaves another's intact", async () => {
+    const hog = await a.spawn({
+      argv: ['python3', '-c', "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nn = 0\nwhile libc.inotify_init() >= 0: n += 1\nprint('held', n, os.strerror(ctypes.get_errno()), flush=True)\ntime.sleep(60)"],
+    });
+    try {
+      const held = await new Promise<string>((resolve) => {
+        let acc = '';
+        hog.stdout.on('data', (c: Buffer) => {
+          acc += c.toString();
+          if (acc.includes('\n')) resolve(acc.trim());
+        });
+      });
+      expect(held).toMatch(/^held \d+ Too many open files$/);
+      const other = await b.run({ argv: ['python3', '-c', 'import ctypes; print(ctypes.CDLL(None).inotify_init() >= 0)'] });
+      expect(other.stdout.toString()).toBe('True\n');
+    } finally {
+      hog.kill();
+      await hog.exited;
+    }
+  });
 });
