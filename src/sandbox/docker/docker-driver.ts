@@ -6,7 +6,7 @@ import { noopLogger, type Logger } from '../../util/logger.js';
 import type { DriverStatus, Sandbox, SandboxDriver, SandboxSpec } from '../driver.js';
 import { cgroupEventsOfPid } from '../cgroups/process-cgroup.js';
 import { dockerTagFor } from '../images/images.js';
-import { containerRunArgs, LABEL_OWNER } from './docker-args.js';
+import { containerRunArgs, LABEL_OWNER, LABEL_SANDBOX } from './docker-args.js';
 import { DockerSandbox } from './docker-sandbox.js';
 // Shared with the bwrap driver: the same rules for host mounts.
 import { hostMounts } from '../bwrap/host-mounts.js';
@@ -108,12 +108,23 @@ export class DockerDriver implements SandboxDriver {
     return { available: true, message: `engine ${String(v.stdout).trim()}${this.options.runtime ? `, runtime ${this.options.runtime}` : ''}; base image imported` };
   }
 
-  /** Removes every container labelled as ours (a previous run's leftovers). Returns their ids. */
+  /**
+   * Removes every container labelled as ours (a previous run's leftovers), then
+   * their workspaces: a killed runner left each one mounted on the host with
+   * whatever its call wrote there, until reboot. Returns the container ids.
+   */
   async cleanupOrphans(): Promise<string[]> {
-    const ps = await execa(this.cli, ['ps', '--all', '--quiet', '--no-trunc', '--filter', `label=${LABEL_OWNER}=${this.owner}`], { reject: false });
-    const ids = String(ps.stdout).split('\n').filter(Boolean);
+    const ps = await execa(this.cli, ['ps', '--all', '--no-trunc', '--format', `{{.ID}} {{.Label "${LABEL_SANDBOX}"}}`, '--filter', `label=${LABEL_OWNER}=${this.owner}`], { reject: false });
+    const rows = String(ps.stdout).split('\n').filter(Boolean).map((l) => l.split(' '));
+    const ids = rows.map(([id]) => id!);
     if (ids.length > 0) {
       await execa(this.cli, ['rm', '--force', '--volumes', ...ids], { reject: false });
+      // Only the sandbox dirs of our own containers: another runner's owner label means its own sandboxes.
+      for (const sandboxId of rows.map(([, sid]) => sid ?? '').filter((sid) => SANDBOX_ID.test(sid))) {
+        const sandboxDir = path.join(path.resolve(this.options.workRoot), sandboxId);
+        await execa('umount', ['-l', path.join(sandboxDir, 'workspace')], { reject: false });
+        await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
+      }
       this.logger.info({ containers: ids.length }, 'removed orphaned sandbox containers');
     }
     return ids;

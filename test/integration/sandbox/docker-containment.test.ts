@@ -84,4 +84,17 @@ describe('docker containment', () => {
       await hog.exited;
     }
   });
+
+  it("a runner killed mid-call leaves neither the container nor the workspace's files once the next one cleans up", async () => {
+    const workRoot = path.join(work.dir, 'killed');
+    const killed = new DockerDriver({ workRoot, owner: `${owner}-k` });
+    // Never disposed: what a SIGKILLed runner leaves.
+    const left = (await killed.create(spec(sandboxId('dck')))) as DockerSandbox;
+    expect((await sh(left, 'echo "token sk-dc-9913" > /workspace/notes; echo ok')).out).toBe('ok');
+    const next = new DockerDriver({ workRoot, owner: `${owner}-k` });
+    expect(await next.cleanupOrphans()).toEqual([left.containerId]);
+    expect((await execa('docker', ['ps', '-aq', '--filter', `id=${left.containerId}`])).stdout).toBe('');
+    expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(left.workspaceDir);
+    await expect(stat(path.dirname(left.workspaceDir))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });
