@@ -4,7 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver } from '../../../src/sandbox/docker/docker-driver.js';
 import type { DockerSandbox } from '../../../src/sandbox/docker/docker-sandbox.js';
-import { sandboxId, spec, tempDir } from './helpers.js';
+import { editorTool } from '../../../src/tools/editor/index.js';
+import { callTool, makeToolContext, outcomeText } from '../../helpers/tool-context.js';
+import { hostProcessesHolding, sandboxId, spec, tempDir } from './helpers.js';
 
 // What a hostile command could reach past the hardening flags checked in
 // docker.test.ts: the engine's own files for the container, the host uid the
@@ -96,5 +98,73 @@ describe('docker containment', () => {
     expect((await execa('docker', ['ps', '-aq', '--filter', `id=${left.containerId}`])).stdout).toBe('');
     expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(left.workspaceDir);
     await expect(stat(path.dirname(left.workspaceDir))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('may write only to size-capped tmpfs mounts (and the message-queue fs), all counted against its memory', async () => {
+    // Directories only: the engine masks /proc/keys and /proc/timer_list with /dev/null, writable and writing nowhere.
+    const r = await sh(a, 'while read -r dev dir type opts rest; do [ -d "$dir" ] && [ -w "$dir" ] && echo "$dir $type $opts"; done < /proc/mounts; stat -c "%t,%T" /proc/keys /proc/timer_list >&2');
+    const rows = r.out.split('\n').map((l) => l.split(' '));
+    expect(rows.map(([dir]) => dir).sort()).toEqual(['/dev/mqueue', '/dev/shm', '/tmp', '/workspace']);
+    expect(r.err).toBe('1,3\n1,3');
+    for (const [dir, type, opts] of rows) {
+      if (dir === '/dev/mqueue') expect(type).toBe('mqueue');
+      else expect({ dir, type, size: /(^|,)size=\d+k?(,|$)/.test(opts!) }).toEqual({ dir, type: 'tmpfs', size: true });
+    }
+    // /tmp is at most the memory limit; tmpfs pages count against the container's memory.
+    const tmp = rows.find(([dir]) => dir === '/tmp')![2]!.match(/size=(\d+)k/)![1]!;
+    expect(Number(tmp) * 1024).toBeLessThanOrEqual(a.limits.memoryBytes);
+    // /dev/shm is the engine's fixed 64 MiB, above this sandbox's 40 MiB: its pages count against memory all the same.
+    const small = await driver.create(spec(sandboxId('dcs'), { limits: { memoryBytes: 40 * 1024 * 1024 } }));
+    try {
+      const fill = await small.run({ argv: ['/bin/sh', '-c', 'head -c 62914560 /dev/zero > /dev/shm/fill; echo filled'] });
+      expect({ ended: fill.ended, out: fill.stdout.toString() }).toEqual({ ended: 'memory', out: '' });
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  it('cannot raise its own limits or reach kernel knobs: /proc/sys, /sys, the cgroup files, sysrq and kcore', async () => {
+    const r = await sh(
+      a,
+      [
+        'for f in /proc/sys/kernel/hostname /proc/sysrq-trigger /sys/kernel/uevent_helper /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; do',
+        '  if echo 999999999 > "$f" 2>/dev/null; then echo "WROTE $f"; fi',
+        'done',
+        'head -c 16 /proc/kcore 2>/dev/null | wc -c',
+        'ls /dev | tr "\\n" " "',
+      ].join('\n'),
+    );
+    expect(r.out.split('\n')).toEqual(['0', 'fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero']);
+    const h = JSON.parse((await execa('docker', ['inspect', '--format', '{{json .HostConfig}}', a.containerId])).stdout) as { Memory: number; PidsLimit: number };
+    expect([h.Memory, h.PidsLimit]).toEqual([a.limits.memoryBytes, a.limits.maxProcesses]);
+  });
+
+  it('a symlink out planted in the workspace is not followed by the host-side editor', async () => {
+    expect((await sh(a, 'ln -s /etc/shadow /workspace/shadow && ln -s / /workspace/root && echo ok')).out).toBe('ok');
+    for (const p of ['shadow', 'root/etc/shadow']) {
+      const viewed = await callTool(editorTool, { command: 'view', path: p }, makeToolContext({ sandbox: a }));
+      expect(viewed.isError).toBe(true);
+      expect(outcomeText(viewed)).toMatch(/is a symbolic link to .*, outside the workspace; tools do not follow it/);
+    }
+  });
+
+  it("keeps a call's secret off every host command line and out of the engine's container and exec records", async () => {
+    const running = a.run({ argv: ['/bin/sh', '-c', 'echo go; sleep 3'], env: { CALL_SECRET: 'sk-call-5528' }, onOutput: () => undefined });
+    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      expect(await hostProcessesHolding('sk-call-5528', 'cmdline')).toEqual([]);
+      const c = (await execa('docker', ['inspect', a.containerId])).stdout;
+      expect(c).not.toContain('sk-call-5528');
+      expect(c).not.toContain('sk-dc-4471');
+      const execIds = (JSON.parse(c) as Array<{ ExecIDs: string[] | null }>)[0]!.ExecIDs ?? [];
+      expect(execIds.length).toBeGreaterThan(0);
+      for (const id of execIds) {
+        const e = await execa('curl', ['-s', '--unix-socket', '/var/run/docker.sock', `http://engine/exec/${id}/json`]);
+        expect(e.stdout).toContain(a.containerId);
+        expect(e.stdout).not.toContain('sk-call-5528');
+      }
+    } finally {
+      await running;
+    }
   });
 });
