@@ -156,7 +156,12 @@ export class DockerDriver implements SandboxDriver {
     };
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
-      if (workspaceMounted) await execa('umount', ['-l', workspaceDir]);
+      if (!workspaceMounted) return;
+      const r = await execa('umount', ['-l', workspaceDir], { reject: false });
+      // Gone already: a later runner's cleanupOrphans() unmounted it.
+      if (r.exitCode !== 0 && !/not mounted|no mount point|No such file/i.test(String(r.stderr))) {
+        throw new RunnerError('sandbox_failed', `the workspace of sandbox ${spec.id} was not unmounted; run umount -l ${workspaceDir}`, { detail: String(r.stderr).slice(0, 2000) });
+      }
       workspaceMounted = false;
     };
     let containerId: string | undefined;
