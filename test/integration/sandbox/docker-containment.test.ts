@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver } from '../../../src/sandbox/docker/docker-driver.js';
@@ -166,5 +166,20 @@ describe('docker containment', () => {
     } finally {
       await running;
     }
+  });
+
+  it("a call's environment reaches only the command: it never chooses or steers the docker CLI the runner starts on the host", async () => {
+    // A host folder holding a `docker` that says when it runs, which a call could name in PATH.
+    const bin = path.join(work.dir, 'bin');
+    const marker = path.join(work.dir, 'fake-docker-ran');
+    await mkdir(bin);
+    await writeFile(path.join(bin, 'docker'), `#!/bin/sh\ntouch ${marker}\n`);
+    await chmod(path.join(bin, 'docker'), 0o755);
+    const env = { PATH: `${bin}:/usr/bin:/bin`, DOCKER_HOST: 'unix:///nonexistent-engine.sock', HOME: work.dir, MULTI: 'a\nb "c" $d `e`\n\n', i: '9' };
+    const r = await a.run({ argv: ['python3', '-c', 'import os, json; print(json.dumps({k: v for k, v in os.environ.items() if k in ("PATH", "DOCKER_HOST", "HOME", "MULTI", "i") or k.startswith("SANDBOX_RUNNER")}))'], env });
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout.toString())).toEqual(env);
+    await expect(stat(marker)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(a.run({ argv: ['/bin/true'], env: { 'NOT-A-NAME': '1' } })).rejects.toMatchObject({ code: 'invalid_input' });
   });
 });
