@@ -19,6 +19,8 @@ export interface ContainerArgsInput {
   binds?: Array<[string, string]>;
   /** OCI runtime, e.g. `runsc` (gVisor); default the engine's. */
   runtime?: string;
+  /** The container user's uid and gid: the sandbox's own host uid (no user-namespace remap). */
+  uid: number;
 }
 
 /**
@@ -40,8 +42,13 @@ export function containerRunArgs(input: ContainerArgsInput): string[] {
   a.push('--memory', mem, '--memory-swap', mem);
   a.push('--cpus', String(l.cpus));
   a.push('--network', 'none');
-  a.push('--user', '1000:1000', '--hostname', 'sandbox', '--workdir', '/workspace');
+  a.push('--user', `${input.uid}:${input.uid}`, '--hostname', 'sandbox', '--workdir', '/workspace');
   a.push('--ipc', 'private');
+  // PID 1 runs as the sandbox user, so a command can write to /proc/1/fd/1:
+  // with the engine's json-file default that lands, unbounded and JSON-escaped
+  // (6x for a NUL), in a host file outside every limit, secrets included, kept
+  // until the container is removed. Command output travels over exec streams.
+  a.push('--log-driver', 'none');
   if (input.runtime) a.push('--runtime', input.runtime);
   a.push('--mount', `type=bind,source=${input.workspaceDir},target=/workspace`);
   for (const [host, inside] of input.roBinds) a.push('--mount', `type=bind,source=${host},target=${inside},readonly`);
@@ -54,6 +61,25 @@ export function containerRunArgs(input: ContainerArgsInput): string[] {
  * Script run by `docker exec` in front of each command: the command's pid (its
  * own process group: exec'd processes lead a new session) goes into a file so
  * that kill() can SIGKILL the whole group inside the container; killing the
- * docker CLI alone would leave it running. Fixed text; argv comes as "$@".
+ * docker CLI alone would leave it running. Then it gives the call's variables
+ * their names: they travel as SANDBOX_RUNNER_ENV_<i> (see ENV_CARRIER) and the
+ * names as arguments `$2` (how many) and after. Fixed text; argv comes as "$@";
+ * eval only ever sees the fixed text and our own index.
  */
-export const EXEC_WRAPPER = 'echo $$ > "/tmp/.sandbox-runner-$1.pid"; shift; exec "$@"';
+export const EXEC_WRAPPER =
+  'echo $$ > "/tmp/.sandbox-runner-$1.pid"; SANDBOX_RUNNER_ENV_N=$2; SANDBOX_RUNNER_ENV_I=0; shift 2; ' +
+  'while [ "$SANDBOX_RUNNER_ENV_I" -lt "$SANDBOX_RUNNER_ENV_N" ]; do ' +
+  'eval "export \\"\\$1=\\$SANDBOX_RUNNER_ENV_$SANDBOX_RUNNER_ENV_I\\"; unset \\"SANDBOX_RUNNER_ENV_$SANDBOX_RUNNER_ENV_I\\""; ' +
+  'SANDBOX_RUNNER_ENV_I=$((SANDBOX_RUNNER_ENV_I + 1)); shift; done; unset SANDBOX_RUNNER_ENV_N SANDBOX_RUNNER_ENV_I; exec "$@"';
+
+/**
+ * Prefix of the variables that carry a call's environment through the docker
+ * CLI's own environment (values never go on a command line). The CLI runs on
+ * the host as the runner: under their own names, a call's PATH chose the
+ * binary the runner started (any executable the call could name), and
+ * DOCKER_HOST, DOCKER_CONFIG, HOME, LD_* and the like steered the CLI itself.
+ */
+export const ENV_CARRIER = 'SANDBOX_RUNNER_ENV_';
+
+/** Names a call's variable may have inside: a shell identifier, not one of the carriers. */
+export const ENV_NAME = /^(?!SANDBOX_RUNNER_ENV_)[A-Za-z_][A-Za-z0-9_]*$/;

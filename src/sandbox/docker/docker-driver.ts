@@ -6,10 +6,11 @@ import { noopLogger, type Logger } from '../../util/logger.js';
 import type { DriverStatus, Sandbox, SandboxDriver, SandboxSpec } from '../driver.js';
 import { cgroupEventsOfPid } from '../cgroups/process-cgroup.js';
 import { dockerTagFor } from '../images/images.js';
-import { containerRunArgs, LABEL_OWNER } from './docker-args.js';
+import { containerRunArgs, LABEL_OWNER, LABEL_SANDBOX } from './docker-args.js';
 import { DockerSandbox } from './docker-sandbox.js';
 // Shared with the bwrap driver: the same rules for host mounts.
 import { hostMounts } from '../bwrap/host-mounts.js';
+import { hostUidFor } from '../bwrap/bwrap-driver.js';
 import type { EgressProxy } from '../egress/egress-proxy.js';
 import { EGRESS_DIR_INSIDE, setupSandboxEgress, type SandboxEgress } from '../egress/sandbox-egress.js';
 
@@ -34,6 +35,15 @@ export interface DockerDriverOptions {
 }
 
 const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,47}$/;
+/**
+ * Host uids of docker sandboxes when the runner is root: a range of their own,
+ * after the bwrap driver's (1.9e9 + 50e6), so two drivers of one runner never
+ * hand out the same uid.
+ */
+const UID_BASE = 1_950_000_000;
+const UID_SPAN = 50_000_000;
+/** The container user when the runner is not root (a rootless engine maps it into its subuid range). */
+const UNPRIVILEGED_UID = 1000;
 
 /**
  * The Docker/Podman driver, through the CLI. One long-lived container per
@@ -48,6 +58,8 @@ export class DockerDriver implements SandboxDriver {
   private readonly logger: Logger;
   private readonly cli: string;
   private readonly owner: string;
+  /** Host uids of live sandboxes: never two at once on one uid. */
+  private readonly liveUids = new Set<number>();
 
   constructor(private readonly options: DockerDriverOptions) {
     this.logger = options.logger ?? noopLogger;
@@ -96,12 +108,23 @@ export class DockerDriver implements SandboxDriver {
     return { available: true, message: `engine ${String(v.stdout).trim()}${this.options.runtime ? `, runtime ${this.options.runtime}` : ''}; base image imported` };
   }
 
-  /** Removes every container labelled as ours (a previous run's leftovers). Returns their ids. */
+  /**
+   * Removes every container labelled as ours (a previous run's leftovers), then
+   * their workspaces: a killed runner left each one mounted on the host with
+   * whatever its call wrote there, until reboot. Returns the container ids.
+   */
   async cleanupOrphans(): Promise<string[]> {
-    const ps = await execa(this.cli, ['ps', '--all', '--quiet', '--no-trunc', '--filter', `label=${LABEL_OWNER}=${this.owner}`], { reject: false });
-    const ids = String(ps.stdout).split('\n').filter(Boolean);
+    const ps = await execa(this.cli, ['ps', '--all', '--no-trunc', '--format', `{{.ID}} {{.Label "${LABEL_SANDBOX}"}}`, '--filter', `label=${LABEL_OWNER}=${this.owner}`], { reject: false });
+    const rows = String(ps.stdout).split('\n').filter(Boolean).map((l) => l.split(' '));
+    const ids = rows.map(([id]) => id!);
     if (ids.length > 0) {
       await execa(this.cli, ['rm', '--force', '--volumes', ...ids], { reject: false });
+      // Only the sandbox dirs of our own containers: another runner's owner label means its own sandboxes.
+      for (const sandboxId of rows.map(([, sid]) => sid ?? '').filter((sid) => SANDBOX_ID.test(sid))) {
+        const sandboxDir = path.join(path.resolve(this.options.workRoot), sandboxId);
+        await execa('umount', ['-l', path.join(sandboxDir, 'workspace')], { reject: false });
+        await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
+      }
       this.logger.info({ containers: ids.length }, 'removed orphaned sandbox containers');
     }
     return ids;
@@ -123,23 +146,36 @@ export class DockerDriver implements SandboxDriver {
       if (err.code === 'EEXIST') throw new RunnerError('invalid_input', `a sandbox with id ${spec.id} exists already; use a new id`);
       throw err;
     });
+    // A uid of its own: the engine does not remap users, so a fixed 1000 was a
+    // real host account (able to read a call's secrets in /proc/PID/environ and
+    // to signal or ptrace its processes) and one per-uid budget (inotify
+    // instances, message queues) shared by every sandbox on the host.
+    const uid = isRoot ? this.takeUid(spec.id) : UNPRIVILEGED_UID;
+    const releaseUid = (): void => {
+      if (isRoot) this.liveUids.delete(uid);
+    };
     let workspaceMounted = false;
     const unmountWorkspace = async (): Promise<void> => {
-      if (workspaceMounted) await execa('umount', ['-l', workspaceDir]);
+      if (!workspaceMounted) return;
+      const r = await execa('umount', ['-l', workspaceDir], { reject: false });
+      // Gone already: a later runner's cleanupOrphans() unmounted it.
+      if (r.exitCode !== 0 && !/not mounted|no mount point|No such file/i.test(String(r.stderr))) {
+        throw new RunnerError('sandbox_failed', `the workspace of sandbox ${spec.id} was not unmounted; run umount -l ${workspaceDir}`, { detail: String(r.stderr).slice(0, 2000) });
+      }
       workspaceMounted = false;
     };
     let containerId: string | undefined;
     let egress: SandboxEgress | undefined;
     try {
       if (isRoot) {
-        // The container user is 1000:1000 (no user-namespace remap): the workspace belongs to it.
-        const opts = `size=${Math.max(1024 * 1024, spec.limits.workspaceBytes)},mode=0700,uid=1000,gid=1000,nosuid,nodev`;
+        // The workspace belongs to the container user.
+        const opts = `size=${Math.max(1024 * 1024, spec.limits.workspaceBytes)},mode=0700,uid=${uid},gid=${uid},nosuid,nodev`;
         await execa('mount', ['-t', 'tmpfs', '-o', opts, 'sandbox-workspace', workspaceDir], { cancelSignal: signal });
         workspaceMounted = true;
       } else {
         await chmod(workspaceDir, 0o777);
       }
-      const roBinds = await this.placeFiles(spec, sandboxDir, workspaceDir, isRoot);
+      const roBinds = await this.placeFiles(spec, sandboxDir, workspaceDir, isRoot ? uid : undefined);
       const binds: Array<[string, string]> = [];
       for (const m of await hostMounts(spec)) (m.readOnly ? roBinds : binds).push([m.hostPath, m.path]);
       egress = await setupSandboxEgress(spec.network, spec.id, sandboxDir, this.options.egress);
@@ -155,6 +191,7 @@ export class DockerDriver implements SandboxDriver {
         roBinds,
         binds,
         ...(this.options.runtime ? { runtime: this.options.runtime } : {}),
+        uid,
       });
       const r = await execa(this.cli, args, { reject: false, cancelSignal: signal });
       if (r.exitCode !== 0) {
@@ -192,7 +229,10 @@ export class DockerDriver implements SandboxDriver {
         limits: spec.limits,
         events,
         ...(events && initPid > 0 ? { initPid } : {}),
-        ...(egress ? { onDispose: egress.listener.close } : {}),
+        onDispose: async () => {
+          releaseUid();
+          await egress?.listener.close();
+        },
         monitorIntervalMs: this.options.monitorIntervalMs ?? 100,
         logger: this.logger,
       });
@@ -201,11 +241,20 @@ export class DockerDriver implements SandboxDriver {
       await egress?.listener.close().catch(() => undefined);
       await unmountWorkspace().catch(() => undefined);
       await rm(sandboxDir, { recursive: true, force: true }).catch(() => undefined);
+      releaseUid();
       throw err;
     }
   }
 
-  private async placeFiles(spec: SandboxSpec, sandboxDir: string, workspaceDir: string, isRoot: boolean): Promise<Array<[string, string]>> {
+  /** The first free host uid from the one sandbox `id` hashes to. */
+  private takeUid(id: string): number {
+    let uid = hostUidFor(true, UID_BASE, id)!;
+    while (this.liveUids.has(uid)) uid = UID_BASE + ((uid - UID_BASE + 1) % UID_SPAN);
+    this.liveUids.add(uid);
+    return uid;
+  }
+
+  private async placeFiles(spec: SandboxSpec, sandboxDir: string, workspaceDir: string, ownerUid: number | undefined): Promise<Array<[string, string]>> {
     const roBinds: Array<[string, string]> = [];
     let n = 0;
     for (const file of spec.files ?? []) {
@@ -222,7 +271,7 @@ export class DockerDriver implements SandboxDriver {
       }
       await writeFile(host, file.content, { mode: file.mode });
       await chmod(host, file.mode);
-      if (isRoot) await chown(host, 1000, 1000);
+      if (ownerUid !== undefined) await chown(host, ownerUid, ownerUid);
     }
     return roBinds;
   }

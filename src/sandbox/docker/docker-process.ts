@@ -3,7 +3,8 @@ import { execa } from 'execa';
 import type { ProcessExit, SandboxProcess } from '../driver.js';
 import type { CgroupEvents } from '../cgroups/cgroups.js';
 import { isGone } from '../process-gone.js';
-import { EXEC_WRAPPER } from './docker-args.js';
+import { RunnerError } from '../../util/errors.js';
+import { ENV_CARRIER, ENV_NAME, EXEC_WRAPPER } from './docker-args.js';
 
 export interface DockerExecOptions {
   cli: string;
@@ -29,15 +30,26 @@ export interface DockerExecOptions {
 
 /**
  * One `docker exec -i` into a sandbox container. Environment values travel in
- * the CLI's own environment (`-e NAME`), never in its argv, so they do not
- * show in the host's process list.
+ * the CLI's own environment under carrier names (`-e SANDBOX_RUNNER_ENV_0`),
+ * never in its argv, so they do not show in the host's process list; the
+ * wrapper inside renames them. The CLI's own PATH and DOCKER_HOST are the
+ * runner's, whatever the call asks for.
+ * @throws RunnerError `invalid_input` for a variable name that is not a shell identifier.
  */
 export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProcess> {
-  const baseline = (await o.events?.()) ?? { oomKills: 0, pidsMax: 0 };
   const envNames = Object.keys(o.env);
+  const bad = envNames.find((name) => !ENV_NAME.test(name));
+  if (bad !== undefined) {
+    throw new RunnerError('invalid_input', `environment variable name ${JSON.stringify(bad.slice(0, 100))} is not valid in a docker sandbox; use letters, digits and _ (not starting with a digit or ${ENV_CARRIER})`);
+  }
+  const baseline = (await o.events?.()) ?? { oomKills: 0, pidsMax: 0 };
+  const carried: Record<string, string> = {};
   const args = ['exec', '-i', '--workdir', o.cwd];
-  for (const name of envNames) args.push('-e', name);
-  args.push(o.containerId, '/bin/sh', '-c', EXEC_WRAPPER, 'sandbox-exec', o.execId, ...o.argv);
+  envNames.forEach((name, i) => {
+    carried[`${ENV_CARRIER}${i}`] = o.env[name]!;
+    args.push('-e', `${ENV_CARRIER}${i}`);
+  });
+  args.push(o.containerId, '/bin/sh', '-c', EXEC_WRAPPER, 'sandbox-exec', o.execId, String(envNames.length), ...envNames, ...o.argv);
   const child = execa(o.cli, args, {
     stdin: 'pipe',
     stdout: 'pipe',
@@ -45,7 +57,7 @@ export async function startDockerExec(o: DockerExecOptions): Promise<SandboxProc
     buffer: false,
     reject: false,
     extendEnv: false,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}), ...o.env },
+    env: { ...carried, PATH: process.env.PATH ?? '/usr/bin:/bin', ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}) },
   });
   let limit: ProcessExit['limit'];
   let killed = false;

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,20 +58,22 @@ describe('docker sandbox', () => {
     expect(h.NanoCpus).toBe(1e9);
     expect(h.NetworkMode).toBe('none');
     expect(h.Privileged).toBe(false);
-    expect(c!.Config.User).toBe('1000:1000');
+    const uid = (await stat(sb.workspaceDir)).uid;
+    expect(uid).toBeGreaterThan(65535);
+    expect(c!.Config.User).toBe(`${uid}:${uid}`);
     expect(c!.Mounts.map((m) => m.Destination)).toEqual(['/workspace']);
     for (const m of c!.Mounts) expect(m.Source).not.toMatch(/\.sock$/);
     // Secrets travel at exec time, never in the container's config.
     expect(JSON.stringify(c!.Config.Env)).not.toContain('v-123');
   });
 
-  it('from inside: no capabilities, no_new_privs, uid 1000, no network but lo, read-only root', async () => {
+  it("from inside: no capabilities, no_new_privs, the sandbox's own uid, no network but lo, read-only root", async () => {
     const r = await sh('grep -E "^(CapEff|CapPrm|NoNewPrivs)" /proc/self/status; id -u; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " "; touch /x 2>&1; touch /usr/x 2>&1; echo w > /workspace/w && cat /workspace/w; echo t > /tmp/t && cat /tmp/t; hostname');
     expect(r.out).toMatch(/CapEff:\s+0000000000000000/);
     expect(r.out).toMatch(/CapPrm:\s+0000000000000000/);
     expect(r.out).toMatch(/NoNewPrivs:\s+1/);
     const lines = r.out.split('\n');
-    expect(lines).toContain('1000');
+    expect(lines).toContain(String((await stat(sb.workspaceDir)).uid));
     expect(lines).toContain('lo');
     expect(lines.filter((l) => /^(eth|ens|docker|veth)/.test(l))).toEqual([]);
     expect(r.out.match(/Read-only file system/g)?.length).toBe(2);
