@@ -15,7 +15,9 @@ export interface EgressPolicyOptions {
 
 /** Always blocked unless exempted: link-local (169.254.169.254, the cloud metadata service), loopback, private, CGNAT, unspecified, multicast. */
 const BLOCKED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4'];
-const BLOCKED_V6 = ['::/128', '::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8', '64:ff9b::/96'];
+// ::/96 (IPv4-compatible, deprecated; holds :: and ::1), ::ffff:0:0:0/96 (SIIT) and 64:ff9b:1::/48 (local-use
+// NAT64) embed an IPv4 address that a translator on the host's network may deliver to, whatever its range.
+const BLOCKED_V6 = ['::/96', 'fc00::/7', 'fe80::/10', 'ff00::/8', '64:ff9b::/96', '64:ff9b:1::/48', '::ffff:0:0:0/96'];
 
 function cidrList(cidrs: string[]): BlockList {
   const list = new BlockList();

@@ -14,7 +14,7 @@ describe('EgressPolicy', () => {
   });
 
   it('blocks metadata, loopback, private and link-local addresses, also IPv4-mapped', () => {
-    for (const a of ['169.254.169.254', '127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254']) {
+    for (const a of ['169.254.169.254', '127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254', '::', '::127.0.0.1', '::7f00:1', '::ffff:0:7f00:1', '64:ff9b::a9fe:a9fe', '64:ff9b:1::7f00:1', '::FFFF:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', 'fe80::1%lo']) {
       expect(p.addressAllowed(a), a).toBe(false);
     }
     for (const a of ['93.184.216.34', '2606:2800:220:1:248:1893:25c8:1946']) expect(p.addressAllowed(a), a).toBe(true);
