@@ -147,8 +147,15 @@ export class EgressProxy {
     const headers = { ...req.headers };
     delete headers['proxy-connection'];
     delete headers['proxy-authorization'];
+    delete headers['connection'];
+    delete headers['keep-alive'];
+    // The Host the upstream sees is the one that was checked: a sandbox's own Host header would pick
+    // another site on a shared front (CDN, virtual hosts) that is not on its allowlist.
+    headers.host = url.host;
+    // agent false: no upstream connection is pooled, so none is shared with another sandbox's requests
+    // (the default agent keeps connections alive per address) or outlives this sandbox's listener.
     const upstream = http.request(
-      { host: verdict.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false, timeout: this.options.connectTimeoutMs ?? 10_000 },
+      { host: verdict.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false, agent: false, timeout: this.options.connectTimeoutMs ?? 10_000 },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);

@@ -22,7 +22,7 @@ describe('egress proxy with a bwrap sandbox', () => {
 
   beforeAll(async () => {
     work = await tempDir('sr-egress-');
-    origin = http.createServer((req, res) => res.end(`hello from origin ${req.method} ${req.url}\n`));
+    origin = http.createServer((req, res) => res.end(req.url === '/host' ? `host ${req.headers.host}\n` : `hello from origin ${req.method} ${req.url}\n`));
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     port = (origin.address() as AddressInfo).port;
     const cg = `sandbox-runner-test-${process.pid}-e`;
@@ -62,6 +62,10 @@ describe('egress proxy with a bwrap sandbox', () => {
     expect(await curl(sbStrict, `http://localhost:${port}/`)).toContain('resolves to a blocked address');
     expect(await curl(sbStrict, 'http://169.254.169.254/latest/meta-data/')).toContain('resolves to a blocked address');
     expect(await curl(sbOpen, 'http://169.254.169.254/latest/meta-data/')).toContain('resolves to a blocked address');
+  });
+
+  it('sends the allowed host as Host upstream, not another one the sandbox names (a shared front would serve that site)', async () => {
+    expect(await curl(sbOpen, '-H', 'Host: not-allowed.example', `http://localhost:${port}/host`)).toBe(`host localhost:${port}\n`);
   });
 
   it('has no way out but the proxy', async () => {
