@@ -23,6 +23,8 @@ export interface EgressProxyOptions {
   resolve?: (host: string) => Promise<string[]>;
   /** Time to connect upstream, ms. Default 10 000. */
   connectTimeoutMs?: number;
+  /** Open connections one sandbox may hold to its listener (tunnels included). Default 256. */
+  maxConnectionsPerSandbox?: number;
 }
 
 /** One sandbox's listener. */
@@ -54,6 +56,9 @@ export class EgressProxy {
     server.on('connection', track);
     server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => void this.tunnel(policy, log, req, client, head, track));
     server.on('clientError', (_err, s) => s.destroy());
+    // Each connection costs the runner one fd (two with its upstream), and fds are shared by every
+    // sandbox: without a cap one sandbox could open connections until the runner has none left.
+    server.maxConnections = this.options.maxConnectionsPerSandbox ?? 256;
     await rm(socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
