@@ -162,7 +162,9 @@ export class EgressProxy {
     const upstream = http.request(
       { host: verdict.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false, agent: false, timeout: this.options.connectTimeoutMs ?? 10_000 },
       (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
+        // Hop-by-hop: the upstream connection is this request's alone; the sandbox's connection keeps its own terms.
+        const { connection: _c, 'keep-alive': _k, ...upHeaders } = up.headers;
+        res.writeHead(up.statusCode ?? 502, upHeaders);
         up.pipe(res);
       },
     );

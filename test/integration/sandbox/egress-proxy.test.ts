@@ -150,6 +150,23 @@ describe('egress proxy decisions', () => {
     expect(seen.at(-1)!.host).toBe(`public.test:${port}`);
   });
 
+  it('judges every request on a kept-alive connection: a pipelined second request to a host off the allowlist is refused', async () => {
+    const n = seen.length;
+    const out = await raw(
+      sockA,
+      `GET http://public.test:${port}/first HTTP/1.1\r\nhost: public.test\r\n\r\n` +
+        `GET http://127.0.0.2:${port}/second HTTP/1.1\r\nhost: public.test\r\nconnection: close\r\n\r\n`,
+    );
+    expect(out).toMatch(/^HTTP\/1.1 200[^]*origin \/first\n[^]*HTTP\/1.1 403[^]*127.0.0.2 is not on this sandbox's allowlist/);
+    // A body framed two ways (the classic smuggling request) is dropped unanswered, not forwarded.
+    const smuggle = await raw(
+      sockA,
+      `POST http://public.test:${port}/cl-te HTTP/1.1\r\nhost: public.test\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET http://127.0.0.2:${port}/ HTTP/1.1\r\n\r\n`,
+    );
+    expect(smuggle).toBe('');
+    expect(seen.slice(n).map((s) => s.host)).toEqual([`public.test:${port}`]);
+  });
+
   it('shares no upstream connection between two sandboxes', async () => {
     const n = seen.length;
     // A client that keeps its connection alive, as most do.
