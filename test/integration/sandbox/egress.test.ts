@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
@@ -72,6 +72,25 @@ describe('egress proxy with a bwrap sandbox', () => {
     const out = await curl(sbOpen, '--noproxy', '*', `http://localhost:${port}/`);
     expect(out).not.toContain('hello from origin');
     expect(out).toMatch(/Failed to connect|Couldn't connect/);
+  });
+
+  it("reaches neither another sandbox's proxy socket nor the host's abstract unix sockets", async () => {
+    // The other sandbox's listener, by its host path: not in this sandbox's mount namespace.
+    const strictDir = path.join(work.dir, 'b');
+    const find = await sbOpen.run({ argv: ['sh', '-c', `ls -A /run/sandbox-egress; test -e ${strictDir} && echo VISIBLE || echo absent`] });
+    expect(find.stdout.toString()).toBe('fwd.py\nproxy.sock\nabsent\n');
+    // An abstract socket on the host (as some host services use) belongs to the host's network namespace.
+    // Node pads the name with NULs to the whole sun_path; the probe does the same (it connects on the host).
+    const name = `sr-egress-probe-${process.pid}`;
+    const probe = net.createServer((c) => c.end('host service\n'));
+    await new Promise<void>((r) => probe.listen(`\0${name}`, r));
+    try {
+      const py = 'import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(("\\0" + sys.argv[1]).ljust(108, "\\0"))\n    print("CONNECTED", s.recv(100))\nexcept OSError as e:\n    print("refused", e.errno)\n';
+      const r = await sbOpen.run({ argv: ['python3', '-c', py, name] });
+      expect(r.stdout.toString()).toMatch(/^refused \d+\n$/);
+    } finally {
+      probe.close();
+    }
   });
 });
 
