@@ -11,6 +11,9 @@ describe('EgressPolicy', () => {
     expect(p.hostAllowed('files.pypi.org')).toBe(true);
     expect(p.hostAllowed('pypi.org')).toBe(false);
     expect(p.hostAllowed('evilpypi.org')).toBe(false);
+    expect(p.hostAllowed('a.b.pypi.org')).toBe(true);
+    expect(p.hostAllowed('files.pypi.org.evil.test')).toBe(false);
+    expect(p.hostAllowed('example.com.evil.test')).toBe(false);
   });
 
   it('blocks metadata, loopback, private and link-local addresses, also IPv4-mapped', () => {
