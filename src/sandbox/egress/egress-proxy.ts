@@ -1,10 +1,10 @@
-import { lookup } from 'node:dns/promises';
 import { chmod, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { noopLogger, type Logger } from '../../util/logger.js';
 import { EgressPolicy, type EgressPolicyOptions } from './egress-policy.js';
+import { createEgressResolver } from './egress-resolver.js';
 
 /**
  * The runner's egress proxy: the only way out of a sandbox that has a network
@@ -19,8 +19,10 @@ export interface EgressProxyOptions {
   logger?: Logger;
   /** CIDRs local policy exempts from the block list for every sandbox (e.g. an internal package mirror). */
   exemptCidrs?: string[];
-  /** Resolver, for tests; default dns.lookup (all addresses). */
+  /** Resolver, for tests; default the hosts file, then DNS through c-ares (createEgressResolver). */
   resolve?: (host: string) => Promise<string[]>;
+  /** DNS servers the default resolver asks (`ip` or `ip:port`) instead of /etc/resolv.conf's. */
+  dnsServers?: string[];
   /** Time to connect upstream, ms. Default 10 000. */
   connectTimeoutMs?: number;
   /** Open connections one sandbox may hold to its listener (tunnels included). Default 256. */
@@ -40,7 +42,7 @@ export class EgressProxy {
 
   constructor(private readonly options: EgressProxyOptions = {}) {
     this.logger = options.logger ?? noopLogger;
-    this.resolve = options.resolve ?? (async (host) => (await lookup(host, { all: true })).map((a) => a.address));
+    this.resolve = options.resolve ?? createEgressResolver(options.dnsServers ? { servers: options.dnsServers } : {});
   }
 
   /** Listens on `socketPath` for one sandbox with its allowlist. */

@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -195,5 +196,67 @@ describe('egress proxy decisions', () => {
     let answer = '';
     for (let i = 0; i < 200 && answer === ''; i++) answer = await raw(sockA, `CONNECT nowhere.test:${port} HTTP/1.1\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1.1 403/);
+  });
+});
+
+// The proxy's own resolver (hosts file, then DNS through c-ares) against a DNS
+// server on loopback that never answers.
+describe('egress proxy name resolution', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let hole: dgram.Socket;
+  let origin: net.Server;
+  let queries = 0;
+  const listeners: EgressListener[] = [];
+
+  beforeAll(async () => {
+    work = await tempDir('sr-egress-dns-');
+    hole = dgram.createSocket('udp4');
+    hole.on('message', () => queries++);
+    await new Promise<void>((r) => hole.bind(0, '127.0.0.1', r));
+    origin = net.createServer((c) => c.end('origin\n'));
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  });
+
+  afterAll(async () => {
+    for (const l of listeners) await l.close();
+    hole?.close();
+    origin?.close();
+    await work?.remove();
+  });
+
+  it("one sandbox's lookups that never get an answer do not hold up another sandbox's", async () => {
+    const proxy = new EgressProxy({ exemptCidrs: ['127.0.0.1/32'], dnsServers: [`127.0.0.1:${hole.address().port}`] });
+    const sockA = path.join(work.dir, 'a.sock');
+    const sockB = path.join(work.dir, 'b.sock');
+    listeners.push(await proxy.open(sockA, { allow: ['*.blackhole.test'], sandboxId: 'a' }), await proxy.open(sockB, { allow: ['localhost'], sandboxId: 'b' }));
+    const pending: net.Socket[] = [];
+    let answeredA = 0;
+    try {
+      for (let i = 0; i < 16; i++) {
+        const c = net.connect(sockA);
+        c.on('error', () => undefined);
+        c.once('data', () => answeredA++);
+        c.write(`CONNECT x${i}.blackhole.test:443 HTTP/1.1\r\n\r\n`);
+        pending.push(c);
+      }
+      // Each of A's names has been asked (A and AAAA) and none answered.
+      for (let i = 0; i < 500 && queries < 32; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(queries).toBeGreaterThanOrEqual(32);
+      // B's name comes from the hosts file (localhost); with getaddrinfo it queued behind A's lookups (40 s for 8).
+      const got = await new Promise<string>((resolve) => {
+        const c = net.connect(sockB);
+        let s = '';
+        c.on('data', (d) => {
+          s += d.toString();
+          if (s.includes('origin\n')) c.destroy();
+        });
+        c.on('close', () => resolve(s));
+        c.write(`CONNECT localhost:${(origin.address() as AddressInfo).port} HTTP/1.1\r\n\r\n`);
+      });
+      expect(got).toMatch(/^HTTP\/1.1 200[^]*origin\n$/);
+      expect(answeredA).toBe(0);
+    } finally {
+      for (const c of pending) c.destroy();
+    }
   });
 });
