@@ -19,6 +19,8 @@ export interface EgressProxyOptions {
   logger?: Logger;
   /** CIDRs local policy exempts from the block list for every sandbox (e.g. an internal package mirror). */
   exemptCidrs?: string[];
+  /** Cloud metadata addresses may be dialled (local policy `network.allowMetadata`). Default false. */
+  allowMetadata?: boolean;
   /** Resolver, for tests; default the hosts file, then DNS through c-ares (createEgressResolver). */
   resolve?: (host: string) => Promise<string[]>;
   /** DNS servers the default resolver asks (`ip` or `ip:port`) instead of /etc/resolv.conf's. */
@@ -46,8 +48,8 @@ export class EgressProxy {
   }
 
   /** Listens on `socketPath` for one sandbox with its allowlist. */
-  async open(socketPath: string, policyOptions: Omit<EgressPolicyOptions, 'exemptCidrs'> & { sandboxId: string }): Promise<EgressListener> {
-    const policy = new EgressPolicy({ allow: policyOptions.allow, exemptCidrs: this.options.exemptCidrs ?? [] });
+  async open(socketPath: string, policyOptions: Pick<EgressPolicyOptions, 'allow'> & { sandboxId: string }): Promise<EgressListener> {
+    const policy = new EgressPolicy({ allow: policyOptions.allow, exemptCidrs: this.options.exemptCidrs ?? [], allowMetadata: this.options.allowMetadata ?? false });
     const log = this.logger.child({ sandbox: policyOptions.sandboxId });
     const sockets = new Set<Duplex>();
     const track = (s: Duplex): void => {

@@ -23,6 +23,15 @@ describe('EgressPolicy', () => {
     for (const a of ['93.184.216.34', '2606:2800:220:1:248:1893:25c8:1946']) expect(p.addressAllowed(a), a).toBe(true);
   });
 
+  it('keeps cloud metadata addresses blocked when local policy exempts the private ranges that hold them, and lets allowMetadata alone open them', () => {
+    const privateOk = new EgressPolicy({ allow: [], exemptCidrs: ['10.0.0.0/8', '100.64.0.0/10', 'fc00::/7', '169.254.0.0/16'] });
+    for (const a of ['100.100.100.200', 'fd00:ec2::254', '169.254.169.254', '::ffff:100.100.100.200']) expect(privateOk.addressAllowed(a), a).toBe(false);
+    for (const a of ['10.1.2.3', '100.64.0.1', 'fd12::1']) expect(privateOk.addressAllowed(a), a).toBe(true);
+    const metadataOk = new EgressPolicy({ allow: [], allowMetadata: true });
+    for (const a of ['100.100.100.200', 'fd00:ec2::254', '169.254.169.254']) expect(metadataOk.addressAllowed(a), a).toBe(true);
+    expect(metadataOk.addressAllowed('10.1.2.3')).toBe(false);
+  });
+
   it('lets local policy exempt a range', () => {
     const q = new EgressPolicy({ allow: [], exemptCidrs: ['10.1.2.0/24'] });
     expect(q.addressAllowed('10.1.2.9')).toBe(true);
