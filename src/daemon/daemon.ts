@@ -129,7 +129,7 @@ export class Daemon {
       timeoutMs: config.sandbox.isolate.timeoutMs,
       logger: logger.child({ component: 'isolate' }),
     });
-    const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }), exemptCidrs: exemptCidrs(policy) });
+    const egress = new EgressProxy({ logger: logger.child({ component: 'egress' }), exemptCidrs: exemptCidrs(policy), allowMetadata: policy.policy.network.allowMetadata });
     const owner = identity.runnerId.toLowerCase().replace(/[^a-z0-9-]/g, '-');
     // Drivers the daemon makes are closed at its stop; drivers handed in belong to the caller.
     const ownDrivers = options.drivers ? undefined : await createDrivers(config, logger.child({ component: 'sandbox' }), owner, egress);
@@ -387,7 +387,8 @@ function daemonStatus(p: Parts, controlPlane: boolean): DaemonStatus {
 
 /**
  * Address ranges the egress proxy lets through although they are blocked by
- * default, because local policy allows them. Read at start (a SIGHUP reload of
+ * default, because local policy allows them (metadata addresses go by
+ * allowMetadata alone, whatever range holds them). Read at start (a SIGHUP reload of
  * the policy does not change the running proxy).
  */
 function exemptCidrs(policy: PolicyEngine): string[] {
@@ -395,7 +396,6 @@ function exemptCidrs(policy: PolicyEngine): string[] {
   return [
     ...(n.allowLoopback ? ['127.0.0.0/8', '::1/128'] : []),
     ...(n.allowPrivate ? ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'] : []),
-    ...(n.allowMetadata ? ['169.254.0.0/16'] : []),
   ];
 }
 

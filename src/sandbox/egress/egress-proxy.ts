@@ -1,10 +1,10 @@
-import { lookup } from 'node:dns/promises';
 import { chmod, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { noopLogger, type Logger } from '../../util/logger.js';
 import { EgressPolicy, type EgressPolicyOptions } from './egress-policy.js';
+import { createEgressResolver } from './egress-resolver.js';
 
 /**
  * The runner's egress proxy: the only way out of a sandbox that has a network
@@ -19,10 +19,16 @@ export interface EgressProxyOptions {
   logger?: Logger;
   /** CIDRs local policy exempts from the block list for every sandbox (e.g. an internal package mirror). */
   exemptCidrs?: string[];
-  /** Resolver, for tests; default dns.lookup (all addresses). */
+  /** Cloud metadata addresses may be dialled (local policy `network.allowMetadata`). Default false. */
+  allowMetadata?: boolean;
+  /** Resolver, for tests; default the hosts file, then DNS through c-ares (createEgressResolver). */
   resolve?: (host: string) => Promise<string[]>;
+  /** DNS servers the default resolver asks (`ip` or `ip:port`) instead of /etc/resolv.conf's. */
+  dnsServers?: string[];
   /** Time to connect upstream, ms. Default 10 000. */
   connectTimeoutMs?: number;
+  /** Open connections one sandbox may hold to its listener (tunnels included). Default 256. */
+  maxConnectionsPerSandbox?: number;
 }
 
 /** One sandbox's listener. */
@@ -38,12 +44,12 @@ export class EgressProxy {
 
   constructor(private readonly options: EgressProxyOptions = {}) {
     this.logger = options.logger ?? noopLogger;
-    this.resolve = options.resolve ?? (async (host) => (await lookup(host, { all: true })).map((a) => a.address));
+    this.resolve = options.resolve ?? createEgressResolver(options.dnsServers ? { servers: options.dnsServers } : {});
   }
 
   /** Listens on `socketPath` for one sandbox with its allowlist. */
-  async open(socketPath: string, policyOptions: Omit<EgressPolicyOptions, 'exemptCidrs'> & { sandboxId: string }): Promise<EgressListener> {
-    const policy = new EgressPolicy({ allow: policyOptions.allow, exemptCidrs: this.options.exemptCidrs ?? [] });
+  async open(socketPath: string, policyOptions: Pick<EgressPolicyOptions, 'allow'> & { sandboxId: string }): Promise<EgressListener> {
+    const policy = new EgressPolicy({ allow: policyOptions.allow, exemptCidrs: this.options.exemptCidrs ?? [], allowMetadata: this.options.allowMetadata ?? false });
     const log = this.logger.child({ sandbox: policyOptions.sandboxId });
     const sockets = new Set<Duplex>();
     const track = (s: Duplex): void => {
@@ -54,6 +60,9 @@ export class EgressProxy {
     server.on('connection', track);
     server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => void this.tunnel(policy, log, req, client, head, track));
     server.on('clientError', (_err, s) => s.destroy());
+    // Each connection costs the runner one fd (two with its upstream), and fds are shared by every
+    // sandbox: without a cap one sandbox could open connections until the runner has none left.
+    server.maxConnections = this.options.maxConnectionsPerSandbox ?? 256;
     await rm(socketPath, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -147,10 +156,19 @@ export class EgressProxy {
     const headers = { ...req.headers };
     delete headers['proxy-connection'];
     delete headers['proxy-authorization'];
+    delete headers['connection'];
+    delete headers['keep-alive'];
+    // The Host the upstream sees is the one that was checked: a sandbox's own Host header would pick
+    // another site on a shared front (CDN, virtual hosts) that is not on its allowlist.
+    headers.host = url.host;
+    // agent false: no upstream connection is pooled, so none is shared with another sandbox's requests
+    // (the default agent keeps connections alive per address) or outlives this sandbox's listener.
     const upstream = http.request(
-      { host: verdict.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false, timeout: this.options.connectTimeoutMs ?? 10_000 },
+      { host: verdict.address, port, method: req.method, path: `${url.pathname}${url.search}`, headers, setHost: false, agent: false, timeout: this.options.connectTimeoutMs ?? 10_000 },
       (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
+        // Hop-by-hop: the upstream connection is this request's alone; the sandbox's connection keeps its own terms.
+        const { connection: _c, 'keep-alive': _k, ...upHeaders } = up.headers;
+        res.writeHead(up.statusCode ?? 502, upHeaders);
         up.pipe(res);
       },
     );

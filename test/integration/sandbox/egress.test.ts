@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../../../src/sandbox/bwrap/bwrap-driver.js';
@@ -22,7 +22,7 @@ describe('egress proxy with a bwrap sandbox', () => {
 
   beforeAll(async () => {
     work = await tempDir('sr-egress-');
-    origin = http.createServer((req, res) => res.end(`hello from origin ${req.method} ${req.url}\n`));
+    origin = http.createServer((req, res) => res.end(req.url === '/host' ? `host ${req.headers.host}\n` : `hello from origin ${req.method} ${req.url}\n`));
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     port = (origin.address() as AddressInfo).port;
     const cg = `sandbox-runner-test-${process.pid}-e`;
@@ -64,10 +64,33 @@ describe('egress proxy with a bwrap sandbox', () => {
     expect(await curl(sbOpen, 'http://169.254.169.254/latest/meta-data/')).toContain('resolves to a blocked address');
   });
 
+  it('sends the allowed host as Host upstream, not another one the sandbox names (a shared front would serve that site)', async () => {
+    expect(await curl(sbOpen, '-H', 'Host: not-allowed.example', `http://localhost:${port}/host`)).toBe(`host localhost:${port}\n`);
+  });
+
   it('has no way out but the proxy', async () => {
     const out = await curl(sbOpen, '--noproxy', '*', `http://localhost:${port}/`);
     expect(out).not.toContain('hello from origin');
     expect(out).toMatch(/Failed to connect|Couldn't connect/);
+  });
+
+  it("reaches neither another sandbox's proxy socket nor the host's abstract unix sockets", async () => {
+    // The other sandbox's listener, by its host path: not in this sandbox's mount namespace.
+    const strictDir = path.join(work.dir, 'b');
+    const find = await sbOpen.run({ argv: ['sh', '-c', `ls -A /run/sandbox-egress; test -e ${strictDir} && echo VISIBLE || echo absent`] });
+    expect(find.stdout.toString()).toBe('fwd.py\nproxy.sock\nabsent\n');
+    // An abstract socket on the host (as some host services use) belongs to the host's network namespace.
+    // Node pads the name with NULs to the whole sun_path; the probe does the same (it connects on the host).
+    const name = `sr-egress-probe-${process.pid}`;
+    const probe = net.createServer((c) => c.end('host service\n'));
+    await new Promise<void>((r) => probe.listen(`\0${name}`, r));
+    try {
+      const py = 'import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(("\\0" + sys.argv[1]).ljust(108, "\\0"))\n    print("CONNECTED", s.recv(100))\nexcept OSError as e:\n    print("refused", e.errno)\n';
+      const r = await sbOpen.run({ argv: ['python3', '-c', py, name] });
+      expect(r.stdout.toString()).toMatch(/^refused \d+\n$/);
+    } finally {
+      probe.close();
+    }
   });
 });
 

@@ -33,6 +33,12 @@ describe('protocol v1 schemas', () => {
     expect(!p.ok && p.message).toMatch(/extra/);
   });
 
+  it('refuses a tool.call that carries a network allowlist: a call in a session cannot widen what the session was opened with', () => {
+    const p = parseControlMessage(JSON.stringify({ ...call, sessionId: 's1', network: { allow: ['*'] } }));
+    expect(p.ok).toBe(false);
+    expect(!p.ok && p.message).toMatch(/network/);
+  });
+
   it('refuses an unknown message type', () => {
     const p = parseControlMessage(JSON.stringify({ v: 1, id: 'x', type: 'tool.explode' }));
     expect(p).toMatchObject({ ok: false, code: 'bad_message' });
