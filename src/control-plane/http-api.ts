@@ -25,6 +25,7 @@ export const ToolCallBodySchema = z
     sessionId: ToolCallSchema.shape.sessionId,
     timeoutMs: ToolCallSchema.shape.timeoutMs,
     credentials: CredentialsBodySchema,
+    network: ToolCallSchema.shape.network,
   })
   .strict();
 
@@ -205,6 +206,9 @@ export class HttpApi {
       const checked = schema.safeParse(body.input);
       if (!checked.success) throw new HttpError(400, 'invalid_input', describeIssues(checked.error, 'input'));
     }
+    if (body.sessionId !== undefined && body.network) {
+      throw new HttpError(400, 'invalid_input', 'network: a call in a session reaches what the session was opened with; drop network, or open a session with it');
+    }
     if (body.sessionId !== undefined) {
       const session = this.#o.sessions.get(body.sessionId);
       if (!session || session.runnerId !== runnerId) {
@@ -218,6 +222,7 @@ export class HttpApi {
       ...(body.sessionId !== undefined ? { sessionId: body.sessionId } : {}),
       ...(body.timeoutMs !== undefined ? { timeoutMs: body.timeoutMs } : {}),
       ...(body.credentials?.length ? { credentials: body.credentials, runnerBoxPublicKey: runner.boxPublicKey } : {}),
+      ...(body.network ? { network: body.network } : {}),
       deferSave: wait,
     });
     return this.#respondCall(req, res, record, wait, saved);

@@ -42,6 +42,8 @@ export interface SubmitRequest {
   /** Plain credentials and vault references; sealed here to `runnerBoxPublicKey`, never stored plain. */
   credentials?: CredentialsBody;
   runnerBoxPublicKey?: string;
+  /** Domains the call's fresh sandbox may reach (the runner's egress proxy and local policy decide). */
+  network?: { allow: string[] };
   /**
    * The client waits for the end (wait=true): the record's first write is put
    * off by ACCEPT_WRITE_DELAY_MS and skipped when the call has ended by then
@@ -135,6 +137,7 @@ export class ToolCalls {
       ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
       traceparent,
       ...(credentials ? { credentials } : {}),
+      ...(req.network ? { network: req.network } : {}),
     };
     const record: CallRecord = {
       id: req.id,

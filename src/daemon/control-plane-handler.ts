@@ -242,6 +242,7 @@ export class ControlPlaneHandler {
         ...(msg.timeoutMs ? { timeoutMs: msg.timeoutMs } : {}),
         ...(credentials ? { env: credentials.env(), files: credentials.files() } : {}),
         ...(vaultRefs.length ? { vaultRefs } : {}),
+        ...(msg.network ? { network: msg.network } : {}),
         ...(span ? { span } : {}),
         onOutput: async (stream, chunk) => {
           // Output is best effort while disconnected; the result carries what matters.

@@ -30,6 +30,8 @@ export interface DispatchRequest {
   span?: CallSpan;
   /** Vault entries the call names (checked against local policy). */
   vaultRefs?: string[];
+  /** Domains the call's fresh sandbox may reach through the egress proxy (checked against local policy); not with a session. */
+  network?: { allow: string[] };
 }
 
 export interface DispatchResult extends ToolOutcome {
@@ -263,12 +265,16 @@ export class Executor {
       if (!session) {
         return refuse('unknown_session', `sessionId: no open session ${JSON.stringify(req.sessionId)} on this runner; open one first or drop sessionId`);
       }
+      if (req.network) {
+        return refuse('invalid_input', 'network: a call in a session reaches what the session was opened with; drop network, or open a session with it');
+      }
     }
     const decision = this.options.policy?.check({
       tool: req.name,
       inFlight: this.active,
       ...(req.vaultRefs?.length ? { vaultRefs: req.vaultRefs } : {}),
       ...(session ? {} : { driver: this.options.defaultDriver, image: this.options.defaultImage }),
+      ...(req.network ? { network: req.network } : {}),
     });
     if (decision && !decision.ok) {
       req.span?.child('policy', { 'policy.rule': decision.rule }).fail(new Error(decision.message)).end('error');
@@ -289,7 +295,7 @@ export class Executor {
     if (session && req.files?.length) {
       return done(failure('credentials: file credentials are placed when a sandbox is made; send them without sessionId, or inject them as env'));
     }
-    const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, {});
+    const ephemeralSpec = this.sessionSpec(this.options.defaultDriver, req.network ? { network: req.network } : {});
     if (req.files?.length) ephemeralSpec.files = req.files;
     if (decision?.ok) ephemeralSpec.limits = capLimits(ephemeralSpec.limits, decision.limits);
     // The spare is taken only when the tool first asks for a sandbox: a call

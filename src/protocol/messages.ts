@@ -154,6 +154,8 @@ export const ToolCallSchema = z
     timeoutMs: z.number().int().positive().max(24 * 3600_000).optional(),
     traceparent: z.string().max(128).optional(),
     credentials: z.array(z.union([SealedCredentialSchema, VaultReferenceSchema])).max(32).optional(),
+    /** Domains the call's fresh sandbox may reach through the egress proxy; a call in a session has the session's. */
+    network: NetworkRequestSchema.optional(),
     sig: SignatureSchema.optional(),
   })
   .strict();

@@ -58,6 +58,22 @@ describe('docker sessions and network allowlists through the API', () => {
       expect(direct.content).not.toContain('hello from the host loopback');
       expect(direct.content).toMatch(/exit=7/);
       expect(await other.closeSession(sessionId)).toBe(204);
+
+      // A call without a session carries its own allowlist: its fresh sandbox reaches the host through the proxy.
+      const fresh = await other.call('bash', { command: `curl -sS --max-time 10 http://127.0.0.1:${port}/` }, { network: { allow: ['127.0.0.1'] } });
+      expect(fresh).toMatchObject({ status: 'completed', content: 'hello from the host loopback' });
+      // The next fresh call without one has no network again.
+      const none = await other.call('bash', { command: `curl -sS --max-time 5 http://127.0.0.1:${port}/ 2>&1; echo " exit=$?"` });
+      expect(none.content).not.toContain('hello from the host loopback');
+      // A call's allowlist is checked against local policy as a session's is.
+      const refused = await other.call('bash', { command: 'true' }, { network: { allow: ['example.com'] } });
+      expect(refused).toMatchObject({ status: 'failed', isError: true, content: expect.stringMatching(/^policy_denied: .*network/) });
+      // In a session the session's network applies: a call may not bring another one.
+      const inSession = await other.openSession();
+      const mixed = await other.spine.api.call(other.runnerId, { name: 'bash', input: { command: 'true' }, sessionId: inSession, network: { allow: ['127.0.0.1'] } });
+      expect(mixed.status).toBe(400);
+      expect(mixed.body.error.message).toMatch(/^network: a call in a session reaches what the session was opened with/);
+      expect(await other.closeSession(inSession)).toBe(204);
     } finally {
       await other.stop();
     }

@@ -245,4 +245,16 @@ describe('signed requests: every refusal over a real WebSocket', () => {
       expect((await resultOf(callId)).result.content).toMatch(/no open session/);
     });
   });
+
+  it('refuses a call in a session that brings a network allowlist of its own (the session decides), and keeps serving', async () => {
+    const sessionId = newId('sess');
+    const open = await sign({ v: 1, id: newId('msg'), type: 'session.open', sessionId });
+    cp.sendRaw(JSON.stringify(open));
+    expect(await cp.waitFor((m) => m.type === 'session.result' && m.ref === open.id)).toMatchObject({ ok: true });
+    const callId = newId('toolu_net');
+    await cp.sendSigned(toolCall(callId, { sessionId, network: { allow: ['example.com'] } }));
+    const result = await resultOf(callId);
+    expect(result.result).toMatchObject({ is_error: true, content: expect.stringMatching(/^network: a call in a session reaches what the session was opened with/) });
+    await stillServes();
+  });
 });
