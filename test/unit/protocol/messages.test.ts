@@ -33,10 +33,16 @@ describe('protocol v1 schemas', () => {
     expect(!p.ok && p.message).toMatch(/extra/);
   });
 
-  it('refuses a tool.call that carries a network allowlist: a call in a session cannot widen what the session was opened with', () => {
-    const p = parseControlMessage(JSON.stringify({ ...call, sessionId: 's1', network: { allow: ['*'] } }));
-    expect(p.ok).toBe(false);
-    expect(!p.ok && p.message).toMatch(/network/);
+  it("takes a tool.call's network allowlist as data, and refuses one that is not {allow: [domains]}", () => {
+    // The allowlist is for the call's fresh sandbox; with a sessionId the runner refuses
+    // the call (the session decides its network: test/integration/security/refusals.test.ts).
+    const p = parseControlMessage(JSON.stringify({ ...call, network: { allow: ['example.com'] } }));
+    expect(p).toMatchObject({ ok: true, message: { network: { allow: ['example.com'] } } });
+    for (const network of [{ allow: 'example.com' }, { allow: [''] }, { allow: ['example.com'], ports: [22] }, { allow: Array(101).fill('a.example') }]) {
+      const bad = parseControlMessage(JSON.stringify({ ...call, network }));
+      expect(bad.ok).toBe(false);
+      expect(!bad.ok && bad.message).toMatch(/^network/);
+    }
   });
 
   it('refuses an unknown message type', () => {
