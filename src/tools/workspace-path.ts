@@ -267,19 +267,8 @@ export class WorkspaceFs {
    */
   async writeFile(dir: FileHandle, name: string, data: Uint8Array, mode: number, shown: string): Promise<void> {
     if ((await this.createFile(dir, name, data, mode)) === 'created') return;
-    let handle: FileHandle;
+    const handle = await this.openExistingEmptied(dir, name, shown);
     try {
-      handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-    } catch (err) {
-      const code = errno(err);
-      if (code === 'ELOOP') throw invalid(`${shown} is a symbolic link in the workspace; remove it first, files are never written through links.`);
-      if (code === 'EISDIR') throw invalid(`${shown} is a directory in the workspace; remove it first or choose another path.`);
-      if (code === 'ENXIO') throw invalid(`${shown} is a FIFO or socket in the workspace; remove it first.`);
-      throw ioError(err, shown);
-    }
-    try {
-      if (!(await handle.stat()).isFile()) throw invalid(`${shown} is not a regular file in the workspace; remove it first.`);
-      await handle.truncate(0);
       await handle.write(data, 0, data.length, 0);
       await handle.chmod(mode);
     } finally {
@@ -303,6 +292,21 @@ export class WorkspaceFs {
     } catch (err) {
       if (errno(err) !== 'EEXIST') throw isRunnerError(err) ? err : ioError(err, shown);
     }
+    const handle = await this.openExistingEmptied(dir, name, shown);
+    try {
+      await handle.chmod(mode);
+      return handle;
+    } catch (err) {
+      await handle.close();
+      throw ioError(err, shown);
+    }
+  }
+
+  /**
+   * Opens the existing regular file `name` in `dir` for writing and empties
+   * it; never through a symlink, never a directory, FIFO or socket. Caller closes it.
+   */
+  private async openExistingEmptied(dir: FileHandle, name: string, shown: string): Promise<FileHandle> {
     let handle: FileHandle;
     try {
       handle = await fsp.open(atDir(dir, name), C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
@@ -316,7 +320,6 @@ export class WorkspaceFs {
     try {
       if (!(await handle.stat()).isFile()) throw invalid(`${shown} is not a regular file in the workspace; remove it first.`);
       await handle.truncate(0);
-      await handle.chmod(mode);
       return handle;
     } catch (err) {
       await handle.close();
